@@ -1,0 +1,1 @@
+"""The happens-before engine: vector clocks, FastTrack shadow state, race findings."""

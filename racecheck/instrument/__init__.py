@@ -1,0 +1,1 @@
+"""Getting events out of user code: the AST rewrite, the import hook, stdlib edges."""

@@ -1,0 +1,1 @@
+"""Sync-capture backends: one per mechanism, chosen at start-up."""

@@ -1,0 +1,1 @@
+"""Liveness: thread leaks, deadlocks, lock-order inversions."""

@@ -1,0 +1,1 @@
+"""Go-style primitives: channels, select, locks, WaitGroup, Once, Context, timers, atomics."""
