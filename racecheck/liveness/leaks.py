@@ -25,6 +25,7 @@ import dis
 import fnmatch
 import functools
 import gc
+import importlib
 import linecache
 import re
 import sys
@@ -145,12 +146,33 @@ def thread_target(thread: threading.Thread) -> str:
 
 
 def _stdlib_function(name: str) -> Callable[..., Any] | None:
-    """A function of ``racecheck.instrument.stdlib`` if that module is loaded and has it
-    (it is written concurrently; until it lands, leaks.py records what it needs itself).
-    Looked up in ``sys.modules`` only, so checking for leaks never imports it."""
-    module = sys.modules.get("racecheck.instrument.stdlib")
-    fn = getattr(module, name, None) if module is not None else None
+    """A function of racecheck's thread bookkeeping (``racecheck.instrument.stdlib``),
+    or None while that module is not there: then leaks.py records what it needs itself."""
+    fn = getattr(_stdlib(), name, None)
     return fn if callable(fn) else None
+
+
+_record_lock = allocate_lock()
+_STDLIB_API = ("track_threads", "untrack_threads", "thread_created_at", "live_executors")
+_stdlib_resolved: list[Any] = []  # written once: [the module or None]
+
+
+def _stdlib() -> Any:
+    if _stdlib_resolved:
+        return _stdlib_resolved[0]
+    found: Any = None
+    for name in ("racecheck.instrument.stdlib", "racecheck.instrument.stdlib_threads"):
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - absent or broken: use our own recording
+            continue
+        if all(callable(getattr(module, attr, None)) for attr in _STDLIB_API):
+            found = module
+            break
+    with _record_lock:
+        if not _stdlib_resolved:
+            _stdlib_resolved.append(found)
+        return _stdlib_resolved[0]
 
 
 # What a thread waits on, read from the stdlib frames at the top of its stack.  The
@@ -322,28 +344,26 @@ def _is_infrastructure_file(filename: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------
-# Recording where threads and executors were created (fallback until
-# racecheck.instrument.stdlib provides it)
+# Recording where threads and executors were created: racecheck.instrument.stdlib's
+# bookkeeping when it is there, else a minimal recording of our own
 # ---------------------------------------------------------------------------------------
 
-_record_lock = allocate_lock()
-_recording = 0  # number of open scopes; the patches record only while > 0
+_recording = 0  # number of open scopes; our own patches record only while > 0
 _thread_sites: weakref.WeakKeyDictionary[threading.Thread, tuple[events.SiteFrame, ...]] = (
     weakref.WeakKeyDictionary()
 )
-_executor_sites: weakref.WeakKeyDictionary[Any, tuple[int, tuple[events.SiteFrame, ...]]] = (
+_executor_sites: weakref.WeakKeyDictionary[Any, tuple[events.SiteFrame, ...]] = (
     weakref.WeakKeyDictionary()
 )
-_executor_seq = 0  # executors numbered in creation order, so a scope knows which are its own
 _patched = False
 
 
 def _install_patches() -> None:
-    """Wrap ``Thread.start`` and ``ThreadPoolExecutor.__init__`` to record creation sites.
+    """Wrap ``Thread.start`` and ``ThreadPoolExecutor.__init__`` to record creation sites
+    (only used when racecheck.instrument.stdlib is missing).
 
-    Installed once and never removed: removing could undo a patch another part of
-    racecheck stacked on top of ours.  When no scope is open the wrappers only read one
-    counter.
+    Installed once and never removed: removing could undo a patch stacked on top of
+    ours.  When no scope is open the wrappers only read one counter.
     """
     global _patched
     from concurrent.futures import ThreadPoolExecutor
@@ -366,12 +386,10 @@ def _install_patches() -> None:
     @functools.wraps(original_init)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
-        global _executor_seq
         if _recording:
             site = events.creation_site(1, limit=16)
             with _record_lock:
-                _executor_seq += 1
-                _executor_sites[self] = (_executor_seq, site)
+                _executor_sites[self] = site
 
     threading.Thread.start = start  # type: ignore[method-assign]
     ThreadPoolExecutor.__init__ = init  # type: ignore[method-assign]
@@ -382,7 +400,8 @@ def _begin_recording() -> None:
     track = _stdlib_function("track_threads")
     if track is not None:
         track()
-    _install_patches()
+    else:
+        _install_patches()
     with _record_lock:
         _recording += 1
 
@@ -400,37 +419,55 @@ def _thread_created_at(thread: threading.Thread) -> Stack:
     stdlib = _stdlib_function("thread_created_at")
     if stdlib is not None:
         try:
-            site = stdlib(thread)
-            if site:
-                return stack_from_site(site)
-        except Exception:  # noqa: BLE001
-            pass
+            return stack_from_site(stdlib(thread) or ())
+        except Exception:  # noqa: BLE001 - a bookkeeping gap must not hide the report
+            return ()
     with _record_lock:
         site = _thread_sites.get(thread, ())
     return stack_from_site(site)
 
 
-def _executor_of(thread: threading.Thread) -> Any | None:
-    """The ThreadPoolExecutor a worker thread belongs to (its target's first argument is
-    a weakref to it), or None."""
+@dataclass(frozen=True)
+class _ExecutorView:
+    executor: Any
+    created_at: Stack | None
+    """None when it was not created under tracking (so not inside any scope)."""
+    shutdown: bool
+
+
+def _executor_of(thread: threading.Thread) -> _ExecutorView | None:
+    """The ThreadPoolExecutor a worker thread belongs to, or None.  A worker's target is
+    ``concurrent.futures.thread._worker`` whose first argument is a weakref to it."""
     from concurrent.futures import thread as futures_thread
 
     if getattr(thread, "_target", None) is not futures_thread._worker:
         return None
     args = getattr(thread, "_args", ())
     ref = args[0] if args else None
-    return ref() if isinstance(ref, weakref.ref) else None
+    executor = ref() if isinstance(ref, weakref.ref) else None
+    if executor is None:
+        return None
+    shutdown = bool(getattr(executor, "_shutdown", False))
+    live = _stdlib_function("live_executors")
+    if live is None:
+        with _record_lock:
+            site = _executor_sites.get(executor)
+        return _ExecutorView(executor, None if site is None else stack_from_site(site), shutdown)
+    for record in live():
+        if record.ref() is executor:
+            created = stack_from_site(getattr(record, "created_at", ()) or ())
+            return _ExecutorView(executor, created, shutdown or bool(record.shutdown))
+    return _ExecutorView(executor, None, shutdown)
 
 
-def _executor_record(executor: Any) -> tuple[int, tuple[events.SiteFrame, ...]] | None:
-    """(creation number, site) of ``executor`` if it was created while a scope was open."""
+def _recorded_executors() -> dict[int, weakref.ref[Any]]:
+    live = _stdlib_function("live_executors")
+    if live is not None:
+        refs = [record.ref for record in live()]
+        return {id(r()): r for r in refs if r() is not None}
     with _record_lock:
-        return _executor_sites.get(executor)
-
-
-def _executor_counter() -> int:
-    with _record_lock:
-        return _executor_seq
+        executors = list(_executor_sites.keys())
+    return {id(e): weakref.ref(e) for e in executors}
 
 
 # ---------------------------------------------------------------------------------------
@@ -525,8 +562,14 @@ class Snapshot:
     threads: dict[int, weakref.ref[threading.Thread]]
     timers: frozenset[int]
     lost_cancels: int
-    executors: int
-    """Executors numbered above this were created after the snapshot."""
+    executors: dict[int, weakref.ref[Any]]
+    """Executors known (recorded) at the snapshot: their lazily started workers belong to
+    them, not to the scope."""
+
+
+def _known_at(obj: object, refs: dict[int, weakref.ref[Any]]) -> bool:
+    ref = refs.get(id(obj))
+    return ref is not None and ref() is obj
 
 
 def _same_thread_in(thread: threading.Thread, snap: Snapshot) -> bool:
@@ -568,7 +611,7 @@ def snapshot() -> Snapshot:
         threads={id(t): weakref.ref(t) for t in threading.enumerate()},
         timers=frozenset(id(t) for t in _live_timers()),
         lost_cancels=len(_lost_cancels()),
-        executors=_executor_counter(),
+        executors=_recorded_executors(),
     )
 
 
@@ -602,7 +645,7 @@ def _collect(
     fix them, and lost cancels need a garbage collection)."""
     me = threading.current_thread()
     candidates: list[tuple[threading.Thread, Stack]] = []
-    executors: dict[int, tuple[Any, int]] = {}
+    executors: dict[int, tuple[_ExecutorView, int]] = {}
     for thread in threading.enumerate():
         if thread is me or thread is threading.main_thread() or not thread.is_alive():
             continue
@@ -611,24 +654,23 @@ def _collect(
         created_at = _thread_created_at(thread)
         if is_infrastructure(thread, created_at):
             continue
-        executor = _executor_of(thread)
-        if executor is not None:
-            record = _executor_record(executor)
-            if baseline is not None and (record is None or record[0] <= baseline.executors):
+        view = _executor_of(thread)
+        if view is not None:
+            if baseline is not None and (
+                view.created_at is None or _known_at(view.executor, baseline.executors)
+            ):
                 continue  # an executor from outside the scope started it lazily
-            if not getattr(executor, "_shutdown", False):
-                prev = executors.get(id(executor), (executor, 0))
-                executors[id(executor)] = (executor, prev[1] + 1)
+            if not view.shutdown:
+                prev = executors.get(id(view.executor), (view, 0))
+                executors[id(view.executor)] = (view, prev[1] + 1)
                 continue
         candidates.append((thread, created_at))
 
     others: list[str] = []
-    for executor, workers in executors.values():
-        record = _executor_record(executor)
+    for view, workers in executors.values():
         others.append(
-            f"{type(executor).__name__} created at {_site_text(record[1] if record else ())} "
-            "was not shut down "
-            f"({workers} worker thread{'s' if workers != 1 else ''} alive)"
+            f"{type(view.executor).__name__} created at {_site_text(view.created_at or ())} "
+            f"was not shut down ({workers} worker thread{'s' if workers != 1 else ''} alive)"
         )
     if not candidates and not others and not final:
         return None
@@ -755,7 +797,7 @@ def _render(finding: LeakFinding) -> str:
         from racecheck.report import text as text_module
     except ImportError:
         pass
-    render = getattr(text_module, "render", None)
+    render = getattr(text_module, "render", None) or getattr(text_module, "format_finding", None)
     if callable(render):
         try:
             return str(render(finding))
