@@ -1,0 +1,150 @@
+"""``queue`` edges by contract: a ``put`` -> the ``get`` that returns that item;
+``task_done()`` -> the ``join()`` it releases.
+
+The queue's own mutex orders every ``put`` with every ``get``, which would hide the
+classic race of a producer mutating an item after handing it over; its Conditions are
+invisible to racecheck (internal callers), and the edge goes instead through a token
+per *item*: ``put`` publishes into the token of ``id(item)`` before the item becomes
+visible, the ``get`` returning that object consumes it.  The queue holds the item while
+it is pending, so its id cannot be reused meanwhile.  The same object pending several
+times shares one joined token (a ``get`` cannot tell which put it got; over-ordering it
+can only hide a race, never invent one).  Nothing about the queue itself changes:
+``q.queue``, ordering and priorities are untouched.
+
+``queue.SimpleQueue`` is a C type, so ``queue.SimpleQueue`` is replaced while installed
+by a subclass doing the same; queues made before that are not seen.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from racecheck._rawsync import allocate_lock
+from racecheck.instrument.stdlib_common import ObjectTokens, Patcher
+from racecheck.sync import events
+
+_lock = allocate_lock()
+_pending: WeakKeyDictionary[Any, dict[int, list[Any]]] = WeakKeyDictionary()
+"""queue -> id(item) -> [token, count of pending puts of that object]"""
+_join_tokens = ObjectTokens()
+_patcher = Patcher()
+
+
+def _before_put(q: Any, item: object) -> None:
+    with _lock:
+        table = _pending.get(q)
+        if table is None:
+            table = _pending[q] = {}
+        entry = table.get(id(item))
+        token = events.publish(entry[0] if entry is not None else None)
+        if entry is None:
+            table[id(item)] = [token, 1]
+        else:
+            entry[0] = token
+            entry[1] += 1
+
+
+def _put_failed(q: Any, item: object) -> None:
+    with _lock:
+        table = _pending.get(q)
+        entry = table.get(id(item)) if table is not None else None
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del table[id(item)]  # type: ignore[union-attr]
+
+
+def _after_get(q: Any, item: object) -> None:
+    with _lock:
+        table = _pending.get(q)
+        entry = table.get(id(item)) if table is not None else None
+        if entry is None:
+            return  # put before racecheck started, or behind its back
+        token = entry[0]
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del table[id(item)]  # type: ignore[union-attr]
+    events.consume(token)
+
+
+_Q = queue.Queue
+_orig_put = _Q.put
+_orig_get = _Q.get
+_orig_task_done = _Q.task_done
+_orig_join = _Q.join
+
+
+def _put(self: Any, item: Any, block: bool = True, timeout: float | None = None) -> None:
+    _before_put(self, item)
+    try:
+        _orig_put(self, item, block, timeout)
+    except BaseException:
+        _put_failed(self, item)
+        raise
+
+
+def _get(self: Any, block: bool = True, timeout: float | None = None) -> Any:
+    item = _orig_get(self, block, timeout)
+    _after_get(self, item)
+    return item
+
+
+def _task_done(self: Any) -> None:
+    _join_tokens.publish(self)
+    _orig_task_done(self)
+
+
+def _join(self: Any) -> None:
+    _orig_join(self)
+    _join_tokens.consume(self)
+
+
+_OrigSimpleQueue = queue.SimpleQueue
+
+
+class _SimpleQueue(_OrigSimpleQueue):  # type: ignore[valid-type,misc]
+    """``queue.SimpleQueue`` with the put -> get edge (installed as ``queue.SimpleQueue``)."""
+
+    __slots__ = ()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        _before_put(self, item)
+        try:
+            super().put(item, block, timeout)
+        except BaseException:
+            _put_failed(self, item)
+            raise
+
+    def put_nowait(self, item: Any) -> None:
+        self.put(item, False)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        item = super().get(block, timeout)
+        _after_get(self, item)
+        return item
+
+    def get_nowait(self) -> Any:
+        return self.get(False)
+
+
+_SimpleQueue.__name__ = _SimpleQueue.__qualname__ = "SimpleQueue"
+_SimpleQueue.__module__ = "queue"
+
+
+def install_queue() -> None:
+    if _patcher:
+        return
+    _patcher.patch(_Q, "put", _put)
+    _patcher.patch(_Q, "get", _get)
+    _patcher.patch(_Q, "task_done", _task_done)
+    _patcher.patch(_Q, "join", _join)
+    _patcher.patch(queue, "SimpleQueue", _SimpleQueue)
+
+
+def uninstall_queue() -> None:
+    _patcher.restore()
+    with _lock:
+        _pending.clear()
+    _join_tokens.clear()
