@@ -1,0 +1,258 @@
+"""Shadow state: per location, who accessed it last and when (FastTrack's W and R).
+
+Layout: one :class:`ObjShadow` per user object, found by ``id(obj)`` in one dict, holding
+its cells: ``attrs`` (attribute name -> Cell), ``items`` (normalised key -> Cell), one
+``whole`` cell for container mutations/iterations and one ``audit`` cell for a
+primitive's audited operations.  Two dict lookups find a cell; no tuple is built.
+
+Never confusing a dead object with a new one at the same ``id()``:
+
+* **weakrefable objects** get a weak reference whose callback removes the ObjShadow.
+  CPython runs weakref callbacks while the object is being deallocated, before its
+  memory is freed, so no new object can have that address until the entry is gone.  The
+  callback takes no lock (it may run inside the engine, e.g. during a GC triggered while
+  a lock is held): it does one ``dict.pop``, a single operation of a built-in dict, which
+  is atomic with or without the GIL.  No other entry for that id can exist at that time
+  (the object is still alive until the callback returns), so an unconditional pop is
+  exact.
+* **non-weakrefable objects** (plain ``dict``/``list``/``set``/``bytearray``, instances
+  with ``__slots__`` and no ``__weakref__``) are held *strongly* by their ObjShadow, so
+  their id cannot be reused while the shadow exists.  Every time the number of such
+  entries doubles, a sweep drops those whose ``sys.getrefcount`` shows that only the
+  shadow still holds them (the baseline is calibrated on a probe at start-up, so it is
+  right on every CPython version).  Amortised O(1) per new entry; memory O(live
+  objects).  Objects kept alive only by a reference cycle through such an entry cannot
+  be detected that way: a hard cap (``strong_cap``) evicts the oldest strong entries,
+  which only forgets history (a possible missed race on that object, never a false
+  report).  Documented cost: a plain container (and what it holds) may outlive its last
+  user reference until the next sweep.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from types import ModuleType
+from typing import Any
+
+from racecheck._rawsync import allocate_lock
+
+
+class Cell:
+    """FastTrack state of one location.
+
+    ``w``: epoch of the last write (0 = none) and ``wm`` its meta.  ``r``: reads (and
+    iterations): an epoch, or a dict slot -> clock once reads are concurrent (read-shared);
+    ``rm`` its meta (or dict slot -> meta).  ``m``/``mm``: the same for mutations, which
+    never conflict with each other.  A meta is ``(op, stack_id, thread_record)``.
+    Mutated only under the owning object's stripe lock; the fast path reads ``w``/``r``/
+    ``m`` without it (an int compare; a stale value only sends it to the slow path or,
+    for its own epoch, skips work that FastTrack proves redundant).
+    """
+
+    __slots__ = ("w", "wm", "r", "rm", "m", "mm")
+
+    def __init__(self) -> None:
+        self.w: int = 0
+        self.wm: Any = None
+        self.r: Any = 0
+        self.rm: Any = None
+        self.m: Any = 0
+        self.mm: Any = None
+
+
+class ObjShadow:
+    """Every cell of one user object, plus how to name it in reports (strings computed
+    once, without calling the user's ``__repr__``)."""
+
+    __slots__ = ("attrs", "items", "whole", "audit", "prefix", "repr", "ref", "strong", "keys")
+
+    def __init__(self, prefix: str, desc: str) -> None:
+        self.attrs: dict[str, Cell] | None = None
+        self.items: dict[object, Cell] | None = None
+        self.whole: Cell | None = None
+        self.audit: Cell | None = None
+        self.prefix = prefix
+        self.repr = desc
+        self.ref: Any = None
+        self.strong: Any = None
+        self.keys: list[object] | None = None
+        """Identity-keyed item keys held so their ids cannot be reused (see item_key)."""
+
+
+def describe(obj: object) -> tuple[str, str]:
+    """(location prefix, object description) without running user code: ``Counter`` and
+    ``app.Counter object at 0x7f...``; ``app`` and ``module app`` for a module; ``Cls`` and
+    ``class app.Cls`` for a class; ``list`` and ``list object at 0x...``."""
+    if isinstance(obj, ModuleType):
+        name = _module_name(obj)
+        return name, f"module {name}"
+    if isinstance(obj, type):
+        return obj.__qualname__, f"class {_qualified(obj)}"
+    tp = type(obj)
+    desc = f"{_qualified(tp)} object at {id(obj):#x}"
+    created = _created_at(obj)
+    if created:
+        desc += f", created at {created}"
+    return tp.__qualname__, desc
+
+
+def _module_name(mod: ModuleType) -> str:
+    try:
+        name = object.__getattribute__(mod, "__dict__").get("__name__")
+    except Exception:
+        name = None
+    return name if isinstance(name, str) else "?"
+
+
+def _qualified(tp: type) -> str:
+    module = tp.__dict__.get("__module__") if "__module__" in tp.__dict__ else None
+    if not isinstance(module, str) or module == "builtins":
+        return tp.__qualname__
+    return f"{module}.{tp.__qualname__}"
+
+
+def _created_at(obj: object) -> str:
+    """A racecheck primitive's creation site (its ``_created_at``), as ``file:line``."""
+    if not type(obj).__module__.startswith("racecheck."):
+        return ""
+    try:
+        site = object.__getattribute__(obj, "_created_at")
+    except Exception:
+        return ""
+    if site and isinstance(site, tuple) and isinstance(site[0], tuple) and len(site[0]) >= 2:
+        return f"{site[0][0]}:{site[0][1]}"
+    return ""
+
+
+_VALUE_TYPES = frozenset({int, str, bytes, float, bool, complex, type(None)})
+
+
+def item_key(key: object) -> tuple[object, bool]:
+    """The shadow key of a subscript and whether it is an identity key.
+
+    Built-in value types (and tuples of them) are used as they are: their hash and
+    equality are the container's.  Any other key is shadowed by identity, ``(type,
+    id)``: looking it up never runs user ``__hash__``/``__eq__`` (which could re-enter the
+    engine), and the caller keeps the key object in the ObjShadow so its id cannot be
+    reused while the shadow exists.  Keys with value semantics defined in Python (two
+    equal but distinct instances) are therefore distinct locations: a documented blind
+    spot, never a false report.
+    """
+    tp = type(key)
+    if tp in _VALUE_TYPES:
+        return key, False
+    if tp is tuple and all(type(k) in _VALUE_TYPES for k in key):  # type: ignore[attr-defined]
+        return key, False
+    return (_IdKey, tp, id(key)), True
+
+
+class _IdKey:
+    """Marker in identity keys, so they never equal a user's tuple key."""
+
+
+def key_repr(key: object) -> str:
+    if type(key) is tuple and len(key) == 3 and key[0] is _IdKey:
+        tp = key[1]
+        return f"<{_qualified(tp)} object at {key[2]:#x}>"  # type: ignore[arg-type]
+    return repr(key)
+
+
+class _ShadowRef(weakref.ref):  # type: ignore[type-arg]
+    __slots__ = ("key",)
+
+
+def _strong_refs(sh: ObjShadow) -> int:
+    return sys.getrefcount(sh.strong)
+
+
+class ShadowTable:
+    """``id(obj) -> ObjShadow`` with the two reclamation strategies described above."""
+
+    def __init__(self, strong_cap: int = 1 << 20) -> None:
+        self.objs: dict[int, ObjShadow] = {}
+        self._lock = allocate_lock()
+        self._strong: dict[int, ObjShadow] = {}
+        self._sweep_at = 1024
+        self._strong_cap = max(16, strong_cap)
+        self._weakrefable: dict[type, bool] = {}
+        self.reclaimed = 0
+        probe = ObjShadow("", "")
+        probe.strong = []
+        self._baseline = _strong_refs(probe)
+
+    def get_or_create(self, obj: object) -> ObjShadow:
+        """The ObjShadow of a live object (created if needed)."""
+        key = id(obj)
+        sh = self.objs.get(key)
+        if sh is not None:
+            return sh
+        prefix, desc = describe(obj)
+        new = ObjShadow(prefix, desc)
+        tp = type(obj)
+        weak = self._weakrefable.get(tp)
+        if weak is None:
+            weak = tp.__weakrefoffset__ != 0
+            self._weakrefable[tp] = weak
+        with self._lock:
+            sh = self.objs.get(key)
+            if sh is not None:
+                return sh
+            if weak:
+                try:
+                    ref = _ShadowRef(obj, self._dead)
+                except TypeError:
+                    weak = False
+                else:
+                    ref.key = key
+                    new.ref = ref
+            if not weak:
+                new.strong = obj
+                self._strong[key] = new
+            self.objs[key] = new
+            if len(self._strong) >= self._sweep_at:
+                self._sweep_locked()
+        return new
+
+    def _dead(self, ref: _ShadowRef) -> None:
+        # Lock-free on purpose (see the module docstring): one atomic dict operation.
+        if self.objs.pop(ref.key, None) is not None:
+            self.reclaimed += 1  # statistics only; a lost increment is harmless
+
+    def _sweep_locked(self) -> None:
+        baseline = self._baseline
+        strong = self._strong
+        objs = self.objs
+        for key, sh in list(strong.items()):
+            if _strong_refs(sh) <= baseline:
+                del strong[key]
+                objs.pop(key, None)
+                sh.strong = None
+                self.reclaimed += 1
+        if len(strong) > self._strong_cap:
+            for key in list(strong)[: len(strong) - self._strong_cap // 2]:
+                sh = strong.pop(key)
+                objs.pop(key, None)
+                sh.strong = None
+        self._sweep_at = max(1024, 2 * len(strong))
+
+    def sweep(self) -> None:
+        """Reclaim non-weakrefable objects only the shadow still holds (also automatic)."""
+        with self._lock:
+            self._sweep_locked()
+
+    def clear(self) -> None:
+        with self._lock:
+            for sh in self._strong.values():
+                sh.strong = None
+            self._strong.clear()
+            for sh in list(self.objs.values()):
+                sh.ref = None
+            self.objs.clear()
+
+    def __len__(self) -> int:
+        return len(self.objs)
+
+    def strong_count(self) -> int:
+        with self._lock:
+            return len(self._strong)
