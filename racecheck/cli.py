@@ -117,7 +117,7 @@ def _load_runtime(options: Options) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name != "racecheck.runtime":
             raise  # runtime exists but is broken: show the real error
-        if options.detect or options.leaks:
+        if options.detect:
             raise click.ClickException(
                 "detector not available (racecheck.runtime is not installed in this build)"
             ) from None
