@@ -30,9 +30,11 @@ caller can ever tell apart anyway.  Exceptions are never swallowed.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from types import MethodType
 from typing import Any, Generic, TypeVar
 
 from racecheck._rawsync import allocate_lock
@@ -304,7 +306,10 @@ class Chan(Generic[T]):
                     self._hand_to_receiver(peer, value, hb)
                     return
             if len(self._buf) < self._cap:
-                self._buffer_send(value, hb)
+                if hb is None and not (self._free or self._btok):
+                    self._buf.append(value)  # the fast path: no tokens to keep aligned
+                else:
+                    self._buffer_send(value, hb)
                 return
             w = _Waiter(None, 0, value, None)
             w.park = park = allocate_lock()
@@ -329,6 +334,8 @@ class Chan(Generic[T]):
 
     def _buffer_recv(self, hb: Any) -> Any:
         """Take the oldest buffered value.  Channel lock held."""
+        if hb is None and not (self._sendq or self._btok or self._free):
+            return self._buf.popleft()  # the fast path: no tokens, no parked sender
         value, token = self._pop()
         if hb is not None:
             events.consume(token)
@@ -515,35 +522,57 @@ class Chan(Generic[T]):
 # -- select ---------------------------------------------------------------------------
 
 _SEND, _RECV, _RECV_OK, _NEVER = 0, 1, 2, 3
+_SEND_FUNC = Chan.send
+_RECV_FUNC = Chan.recv
+_RECV_OK_FUNC = Chan.recv_ok
 
 
 def _parse(cases: tuple[Any, ...]) -> list[tuple[int, Chan[Any] | None, Any]]:
     """Turn select's cases into (kind, channel, value-to-send) triples."""
     parsed: list[tuple[int, Chan[Any] | None, Any]] = []
+    append = parsed.append
     for case in cases:
-        if case is None:
-            parsed.append((_NEVER, None, None))
-            continue
-        if type(case) is tuple and len(case) == 2:
-            fn, value = case
-            ch = getattr(fn, "__self__", None)
-            if isinstance(ch, Chan) and getattr(fn, "__func__", None) is Chan.send:
-                parsed.append((_SEND, ch, value))
+        if type(case) is MethodType:
+            func = case.__func__
+            ch = case.__self__
+            if func is _RECV_OK_FUNC:
+                append((_RECV_OK, ch, None))
                 continue
-        else:
-            ch = getattr(case, "__self__", None)
-            if isinstance(ch, Chan):
-                func = getattr(case, "__func__", None)
-                if func is Chan.recv:
-                    parsed.append((_RECV, ch, None))
-                    continue
-                if func is Chan.recv_ok:
-                    parsed.append((_RECV_OK, ch, None))
-                    continue
+            if func is _RECV_FUNC:
+                append((_RECV, ch, None))
+                continue
+        elif case is None:
+            append((_NEVER, None, None))
+            continue
+        elif type(case) is tuple and len(case) == 2:
+            fn = case[0]
+            if type(fn) is MethodType and fn.__func__ is _SEND_FUNC:
+                append((_SEND, fn.__self__, case[1]))
+                continue
         raise TypeError(
             f"select case must be ch.recv, ch.recv_ok, (ch.send, value) or None, not {case!r}"
         )
     return parsed
+
+
+def _permutations(n: int) -> list[tuple[int, ...]]:
+    return list(itertools.permutations(range(n)))
+
+
+_PERMS = [_permutations(n) for n in range(6)]
+_NPERMS = [len(perms) for perms in _PERMS]
+"""Every poll order for selects of up to 5 cases: picking one uniformly costs one random
+number, where shuffling costs one per case."""
+
+
+def _poll_order(n: int) -> Sequence[int]:
+    """A uniformly random order of ``range(n)``."""
+    if n < 6:
+        perms = _PERMS[n]
+        return perms[int(_rng.random() * len(perms))]
+    order = list(range(n))
+    _rng.shuffle(order)
+    return order
 
 
 def _try_case(
@@ -611,17 +640,16 @@ def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
             if kind == _SEND:
                 events.audit(ch, "read", "send", 1)
     n = len(parsed)
-    if n == 1:
-        order: list[int] | range = range(1)
-    else:
-        order = list(range(n))
-        _rng.shuffle(order)
+    order = _PERMS[n][int(_rng.random() * _NPERMS[n])] if n < 6 else _poll_order(n)
     # Pass 1 (and the only pass with default=True): proceed with a ready case.
     for i in order:
         kind, ch, value = parsed[i]
         if ch is None:
             continue
         with ch._lock:
+            if kind and ch._buf:  # a receive from a buffer: the common ready case, inlined
+                got = ch._buffer_recv(hb)
+                return i, (got if kind == _RECV else (got, True))
             done, result = _try_case(kind, ch, value, None, hb)
         if done:
             return i, result
@@ -639,7 +667,7 @@ def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
 
 def _select_block(
     parsed: list[tuple[int, Chan[Any] | None, Any]],
-    order: list[int] | range,
+    order: Sequence[int],
     channels: list[Chan[Any]],
     hb: Any,
 ) -> tuple[int, Any]:
