@@ -210,7 +210,8 @@ class RawLockTokens:
 
     def _prune(self) -> None:
         dead = [
-            key for key, (lock, _token) in self._entries.items()
+            key
+            for key, (lock, _token) in self._entries.items()
             if sys.getrefcount(lock) <= _BASELINE
         ]
         for key in dead:

@@ -162,9 +162,7 @@ def test_interpreter_exit_orders_non_daemon_threads_before_atexit(tmp_path: Any)
         "threading.Thread(target=work).start()\n"
         "go.set()\n"
     )
-    out = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ordered", out.stderr
 
 
@@ -439,9 +437,9 @@ def test_mutation_after_put_races_with_consumer_even_if_next_put_locked_first(
     assert q.get(timeout=T) is item2
     eng.mark("consumer-read2")
     assert eng.hb("mutate-after-put", "consumer-read2")
-    assert not any(
-        id(lock) in LOCK_TOKENS._entries for lock in (q.mutex,)
-    ), "the queue's internal lock carried an edge"
+    assert not any(id(lock) in LOCK_TOKENS._entries for lock in (q.mutex,)), (
+        "the queue's internal lock carried an edge"
+    )
 
 
 def test_priority_queue_order_and_contents_are_untouched(eng: VCEngine) -> None:
@@ -528,9 +526,7 @@ def _snapshot() -> dict[str, dict[str, object]]:
     }
     snap = {k: dict(vars(v)) for k, v in owners.items()}
     for module in (threading, queue, concurrent.futures, concurrent.futures._base):
-        snap[module.__name__] = {
-            k: v for k, v in vars(module).items() if not k.startswith("__")
-        }
+        snap[module.__name__] = {k: v for k, v in vars(module).items() if not k.startswith("__")}
     return snap
 
 

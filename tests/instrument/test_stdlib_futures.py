@@ -179,9 +179,9 @@ def test_to_thread_and_run_in_executor(eng: VCEngine) -> None:
         eng.mark("loop-before")
         assert await asyncio.to_thread(_task, eng, "to-thread", 1) == 1
         eng.mark("loop-after")
-        assert await asyncio.get_running_loop().run_in_executor(
-            None, _task, eng, "executor", 2
-        ) == 2
+        assert (
+            await asyncio.get_running_loop().run_in_executor(None, _task, eng, "executor", 2) == 2
+        )
         eng.mark("loop-end")
 
     asyncio.run(main())

@@ -1,0 +1,72 @@
+"""Raw-lock capture on 3.11 with ``sys.setprofile`` (c_call / c_return events).
+
+``sys.settrace`` is never touched, so coverage.py keeps working.  An existing profile
+function (this thread's, or ``threading``'s hook for new threads) is chained: it is
+called first with every event, exactly as before.  ``sys.setprofile`` only reaches the
+calling thread and threads started afterwards (``threading.setprofile``); threads
+already running are not covered on 3.11.  After ``stop()`` the function uninstalls
+itself from every other thread the next time that thread reports an event.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from racecheck.instrument.backends.base import after_return, before_call, lock_call
+from racecheck.instrument.stdlib_common import is_internal_file
+
+ProfileFunc = Any
+
+
+class SetProfileBackend:
+    name = "setprofile"
+
+    def __init__(self) -> None:
+        self._active = False
+        self._prev: ProfileFunc = None
+        self._prev_threading: ProfileFunc = None
+        self._func: ProfileFunc = None
+
+    def start(self) -> None:
+        if self._active:
+            return
+        self._prev = sys.getprofile()
+        self._prev_threading = threading.getprofile()
+        self._func = self._make(self._prev)
+        self._active = True
+        sys.setprofile(self._func)
+        threading.setprofile(
+            self._func if self._prev_threading is self._prev else self._make(self._prev_threading)
+        )
+
+    def stop(self) -> None:
+        if not self._active:
+            return
+        self._active = False
+        if sys.getprofile() is self._func:
+            sys.setprofile(self._prev)
+        threading.setprofile(self._prev_threading)
+
+    def _make(self, chained: ProfileFunc) -> ProfileFunc:
+        backend = self
+        c_call, c_return = "c_call", "c_return"
+
+        def profile(frame: FrameType, event: str, arg: Any) -> None:
+            if chained is not None:
+                chained(frame, event, arg)
+            if event == c_call:
+                if not backend._active:
+                    sys.setprofile(chained)
+                    return
+                found = lock_call(arg, None)
+                if found is not None and not is_internal_file(frame.f_code.co_filename):
+                    before_call(*found)
+            elif event == c_return:
+                found = lock_call(arg, None)
+                if found is not None and not is_internal_file(frame.f_code.co_filename):
+                    after_return(found[0], found[1], 1)
+
+        return profile
