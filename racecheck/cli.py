@@ -129,7 +129,9 @@ def _compiler(options: Options) -> Any:
     if not options.detect:
         return None
     try:
-        from racecheck.instrument.rewrite import compile_instrumented
+        from racecheck.instrument.rewrite import (  # type: ignore[import-not-found,unused-ignore]
+            compile_instrumented,
+        )
     except ImportError:
         raise click.ClickException(
             "detector not available (racecheck.instrument.rewrite is missing)"
@@ -281,7 +283,7 @@ def _run_program(
 @click.option("--max-wait", type=float, help="Seconds to wait for finishing threads [1.0].")
 @click.option("--color", type=click.Choice(COLOR_CHOICES), help="Colour the reports.")
 @click.pass_context
-def run(ctx: click.Context, module: str | None, **flags: Any) -> None:
+def run(ctx: click.Context, /, module: str | None, **flags: Any) -> None:
     """Run SCRIPT (or -m MODULE) with ARGS under the race detector, like python would.
 
     Options after the script name belong to the script.  Options are also read from the

@@ -174,9 +174,9 @@ def _message(finding: Finding, strip: str) -> str:
         return "all goroutines are asleep - deadlock! " + "; ".join(
             dump_header(d)[:-1] for d in finding.threads
         )
-    names = [edge.first for edge in finding.cycle]
+    locks = [edge.first for edge in finding.cycle]
     return "Potential deadlock (lock-order inversion): " + " => ".join(
-        [*names, names[0]] if names else []
+        [*locks, locks[0]] if locks else []
     )
 
 
