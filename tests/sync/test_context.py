@@ -1,0 +1,422 @@
+"""Context: cancellation trees, values, deadlines, causes, lost cancels, the cancel ->
+done() edge, and Semaphore.acquire with a context.  Interleavings are forced with events
+and the blocked-thread registry; no sleep stands in for an ordering."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import linecache
+import sys
+import threading
+import time
+import weakref
+
+import pytest
+
+from racecheck.sync import events
+from racecheck.sync.chan import select
+from racecheck.sync.context import (
+    Canceled,
+    Context,
+    DeadlineExceeded,
+    background,
+    cause,
+    clear_lost_cancels,
+    lost_cancels,
+    todo,
+    with_cancel,
+    with_cancel_cause,
+    with_deadline,
+    with_timeout,
+    with_value,
+)
+from racecheck.sync.waitgroup import Semaphore
+
+# ---- test helpers (duplicated per test module on purpose: no shared conftest is ours) ----
+
+
+WAIT = 5.0  # bound on every blocking wait in these tests: a bug fails, never hangs
+
+
+class FakeClocks:
+    """A tiny vector-clock HappensBefore + LockListener, to check the edges for real."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._next = 0
+        self.audits = []
+        self.lock_events = []
+
+    def _clock(self):
+        c = getattr(self._local, "clock", None)
+        if c is None:
+            with self._lock:
+                self._next += 1
+                me = self._next
+            c = self._local.clock = {me: 1}
+            self._local.me = me
+        return self._local.me, c
+
+    def publish(self, into):
+        me, c = self._clock()
+        token = dict(into or {})
+        for k, v in c.items():
+            token[k] = max(token.get(k, 0), v)
+        c[me] += 1
+        return token
+
+    def consume(self, token):
+        _, c = self._clock()
+        for k, v in token.items():
+            c[k] = max(c.get(k, 0), v)
+
+    def audit(self, obj, op, what, depth):
+        self.audits.append((obj, op, what, sys._getframe(depth + 1).f_code.co_name))
+
+    def lock_acquired(self, lock, blocking, depth):
+        name = sys._getframe(depth + 1).f_code.co_name
+        self.lock_events.append(("acquired", lock, blocking, name))
+
+    def lock_released(self, lock):
+        self.lock_events.append(("released", lock))
+
+    def mark(self):
+        """The calling thread's current epoch; later work gets a later one."""
+        me, c = self._clock()
+        epoch = (me, c[me])
+        c[me] += 1
+        return epoch
+
+    def ordered_after(self, epoch):
+        """Whether ``epoch`` happens before the calling thread's present."""
+        who, when = epoch
+        _, c = self._clock()
+        return c.get(who, 0) >= when
+
+
+class installed:
+    """Install a FakeClocks as the happens-before and lock listener; restore after."""
+
+    def __enter__(self):
+        self.fake = FakeClocks()
+        self._old = (events._hb, events._locks)
+        events.set_happens_before(self.fake)
+        events.set_lock_listener(self.fake)
+        return self.fake
+
+    def __exit__(self, *exc):
+        events.set_happens_before(self._old[0])
+        events.set_lock_listener(self._old[1])
+
+
+def spawn(fn, *args):
+    """Run fn in a daemon thread; the returned thread has .error (BaseException or None)
+    and .result."""
+
+    def run():
+        try:
+            t.result = fn(*args)
+        except BaseException as e:  # noqa: B036 - the tests inspect it
+            t.error = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.error = None
+    t.result = None
+    t.start()
+    return t
+
+
+def finish(t):
+    t.join(WAIT)
+    assert not t.is_alive(), "thread did not finish"
+    return t
+
+
+def wait_until(pred, what="condition"):
+    # Polling a state until it holds (never a sleep standing in for an ordering).
+    deadline = time.monotonic() + WAIT
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.0005)
+
+
+def wait_blocked(t, what, obj=None):
+    def pred():
+        info = events.blocked_threads().get(t.ident)
+        return info is not None and info.what == what and (obj is None or info.obj is obj)
+
+    wait_until(pred, f"{t.name} blocked in {what}")
+    return events.blocked_threads()[t.ident]
+
+
+_PARKING_LINES = {"got = waiter.acquire()", "parked.acquire()"}
+
+
+def wait_parked(t):
+    """Until thread ``t`` (already registered as blocked) sits in the blocking acquire
+    of a racecheck sleeper: from then on an asynchronous exception can reach it only
+    after it is woken, at a known point."""
+
+    def pred():
+        frame = sys._current_frames().get(t.ident)
+        if frame is None:
+            return False
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        return "/racecheck/" in frame.f_code.co_filename and line.strip() in _PARKING_LINES
+
+    wait_until(pred, f"{t.name} parked")
+
+
+def async_raise(t, exc=KeyboardInterrupt):
+    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(exc))
+    assert n == 1
+
+
+def is_done(ctx):
+    index, _ = select(ctx.done().recv, default=True)
+    return index == 0
+
+
+# ---- background, values -----------------------------------------------------------------
+
+
+def test_background_and_todo_are_never_done():
+    bg = background()
+    assert isinstance(bg, Context)
+    assert bg is background() and todo() is todo() and bg is not todo()
+    assert not is_done(bg)
+    assert bg.err() is None and bg.value("k") is None and bg.deadline() is None
+    assert cause(bg) is None
+
+
+def test_values_chain_and_shadow():
+    root = with_value(background(), "user", "ann")
+    child, cancel = with_cancel(with_value(root, "req", 7))
+    shadow = with_value(child, "user", "bob")
+    assert child.value("user") == "ann" and child.value("req") == 7
+    assert shadow.value("user") == "bob" and shadow.value("req") == 7
+    assert shadow.value("absent") is None
+    cancel()
+    assert is_done(shadow)  # a value context shares its parent's cancellation
+
+
+# ---- cancellation -----------------------------------------------------------------------
+
+
+def test_cancel_closes_done_and_sets_canceled():
+    ctx, cancel = with_cancel(background())
+    assert not is_done(ctx) and ctx.err() is None and cause(ctx) is None
+    cancel()
+    assert ctx.done().recv_ok() == (None, False)
+    err = ctx.err()
+    assert isinstance(err, Canceled) and str(err) == "context canceled"
+    cancel()  # idempotent
+    assert ctx.err() is err
+    assert cause(ctx) is err
+
+
+def test_parent_cancels_descendants_child_leaves_parent_alone():
+    parent, cancel_parent = with_cancel(background())
+    child, cancel_child = with_cancel(with_value(parent, "k", 1))
+    grandchild, cancel_grandchild = with_cancel(child)
+    sibling, cancel_sibling = with_cancel(parent)
+    cancel_child()
+    assert is_done(child) and is_done(grandchild)
+    assert not is_done(parent) and not is_done(sibling)
+    cancel_parent()
+    assert is_done(sibling) and isinstance(sibling.err(), Canceled)
+    born_late, cancel_late = with_cancel(parent)
+    assert is_done(born_late)  # a child of a cancelled parent starts cancelled
+    for c in (cancel_grandchild, cancel_sibling, cancel_late):
+        c()
+
+
+def test_blocked_receive_on_done_wakes_on_cancel():
+    ctx, cancel = with_cancel(background())
+    t = spawn(lambda: ctx.done().recv_ok())
+    wait_blocked(t, "chan receive")
+    cancel()
+    assert finish(t).result == (None, False)
+
+
+def test_cancel_cause():
+    ctx, cancel = with_cancel_cause(background())
+    child, cancel_child = with_cancel(ctx)
+    why = ValueError("disk full")
+    cancel(why)
+    assert isinstance(ctx.err(), Canceled)
+    assert cause(ctx) is why and cause(child) is why
+    ctx2, cancel2 = with_cancel_cause(background())
+    cancel2()
+    assert isinstance(cause(ctx2), Canceled)
+    cancel_child()
+
+
+# ---- deadlines --------------------------------------------------------------------------
+
+
+def test_past_deadline_is_exceeded_at_once():
+    ctx, cancel = with_deadline(background(), time.monotonic() - 1)
+    assert is_done(ctx)
+    err = ctx.err()
+    assert isinstance(err, DeadlineExceeded) and isinstance(err, TimeoutError)
+    assert str(err) == "context deadline exceeded"
+    assert isinstance(cause(ctx), DeadlineExceeded)
+    cancel()
+    assert isinstance(ctx.err(), DeadlineExceeded)  # the first cancellation wins
+
+
+def test_timeout_fires_and_child_deadline_never_later_than_parent():
+    start = time.monotonic()
+    parent, cancel_parent = with_timeout(background(), 0.05)
+    assert start + 0.05 <= parent.deadline() <= time.monotonic() + 0.05
+    child, cancel_child = with_timeout(parent, 100)
+    assert child.deadline() == parent.deadline()
+    sooner, cancel_sooner = with_timeout(parent, 0.01)
+    assert sooner.deadline() < parent.deadline()
+    t = spawn(lambda: child.done().recv_ok())
+    assert finish(t).result == (None, False)
+    assert isinstance(parent.err(), DeadlineExceeded)
+    assert isinstance(child.err(), DeadlineExceeded)
+    for c in (cancel_parent, cancel_child, cancel_sooner):
+        c()
+
+
+def test_cancel_before_deadline_wins():
+    ctx, cancel = with_timeout(background(), 60)
+    cancel()
+    assert isinstance(ctx.err(), Canceled)
+
+
+# ---- lost cancels -----------------------------------------------------------------------
+
+
+def _forget_cancel():
+    ctx, _cancel = with_cancel(background())
+    return weakref.ref(ctx), sys._getframe().f_lineno - 1
+
+
+def test_lost_cancel_is_recorded_without_keeping_the_context_alive():
+    clear_lost_cancels()
+    ref, line = _forget_cancel()
+    gc.collect()
+    assert ref() is None
+    lost = lost_cancels()
+    assert len(lost) == 1
+    assert lost[0].kind == "WithCancel"
+    assert lost[0].created_at[0] == (__file__, line, "_forget_cancel")
+    clear_lost_cancels()
+    assert lost_cancels() == []
+
+
+def test_called_cancel_is_not_lost_and_child_is_lost_once_parent_is_done():
+    clear_lost_cancels()
+    ctx, cancel = with_timeout(background(), 60)
+    ref = weakref.ref(ctx)
+    cancel()
+    del ctx, cancel
+    gc.collect()
+    assert ref() is None and lost_cancels() == []
+
+    parent, cancel_parent = with_cancel(background())
+    child_ref = weakref.ref(with_cancel(parent)[0])
+    gc.collect()
+    assert child_ref() is not None  # a live cancellable parent keeps its child (as Go)
+    cancel_parent()
+    gc.collect()
+    assert child_ref() is None
+    assert [lc.kind for lc in lost_cancels()] == ["WithCancel"]
+    clear_lost_cancels()
+
+
+# ---- happens-before ---------------------------------------------------------------------
+
+
+def test_cancel_happens_before_receive_from_done_and_err():
+    with installed() as fake:
+        ctx, cancel = with_cancel(background())
+        marks = []
+
+        def canceller():
+            marks.append(fake.mark())
+            cancel()
+
+        finish(spawn(canceller))
+        assert finish(spawn(lambda: fake.ordered_after(marks[0]))).result is False
+        assert finish(spawn(lambda: (ctx.done().recv(), fake.ordered_after(marks[0])))).result[1]
+        assert finish(spawn(lambda: (ctx.err(), fake.ordered_after(marks[0])))).result[1]
+
+
+# ---- Semaphore with a context -------------------------------------------------------------
+
+
+def test_semaphore_acquire_raises_the_context_error_and_leaves_the_queue():
+    s = Semaphore(2)
+    s.acquire(2)
+    ctx, cancel = with_cancel(background())
+    head = spawn(s.acquire, 2, ctx)
+    wait_blocked(head, "Semaphore.acquire", s)
+    nxt = spawn(s.acquire, 1)
+    wait_blocked(nxt, "Semaphore.acquire")
+    s.release(1)  # one free, but head (2) is first in line
+    assert nxt.ident in events.blocked_threads()
+    cancel()
+    assert isinstance(finish(head).error, Canceled)
+    assert finish(nxt).error is None  # head left the queue: the free 1 goes to nxt
+    s.release(2)
+    assert s.try_acquire(2)
+
+
+def test_semaphore_acquire_with_done_context_fails_even_if_free():
+    s = Semaphore(1)
+    ctx, cancel = with_cancel(background())
+    cancel()
+    with pytest.raises(Canceled):
+        s.acquire(1, ctx)
+    assert s.try_acquire(1)
+
+
+def test_semaphore_acquire_more_than_size_waits_for_the_context():
+    s = Semaphore(1)
+    ctx, cancel = with_timeout(background(), 60)
+    t = spawn(s.acquire, 5, ctx)
+    wait_blocked(t, "Semaphore.acquire", s)
+    assert s.try_acquire(1)  # a doomed acquire does not block the others
+    s.release(1)
+    cancel()
+    assert isinstance(finish(t).error, Canceled)
+    deadline_ctx, cancel2 = with_deadline(background(), time.monotonic() - 1)
+    with pytest.raises(DeadlineExceeded):
+        s.acquire(5, deadline_ctx)
+    cancel2()
+
+
+# ---- stress -----------------------------------------------------------------------------
+
+
+def test_stress_concurrent_children_and_cancellation():
+    for _ in range(10):
+        parent, cancel_parent = with_cancel(background())
+        start = threading.Barrier(9, timeout=WAIT)
+        made = []
+
+        def maker(parent=parent, start=start, made=made):
+            start.wait()
+            for i in range(50):
+                child, cancel = with_cancel(parent)
+                made.append(child)
+                if i % 2:
+                    cancel()
+
+        ts = [spawn(maker) for _ in range(8)]
+        start.wait()
+        cancel_parent()
+        for t in ts:
+            assert finish(t).error is None
+        assert len(made) == 400
+        assert all(is_done(c) for c in made)
+        assert parent._children == set()
+    clear_lost_cancels()
