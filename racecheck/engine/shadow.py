@@ -113,13 +113,20 @@ def _qualified(tp: type) -> str:
 
 
 def _created_at(obj: object) -> str:
-    """A racecheck primitive's creation site (its ``_created_at``), as ``file:line``."""
-    if not type(obj).__module__.startswith("racecheck."):
-        return ""
+    """A primitive's creation site (its ``_created_at``, a tuple of (file, line, function)
+    as ``events.creation_site`` returns), as ``file:line``.  Read from the instance
+    ``__dict__`` (or, for racecheck's own slotted types, the slot) so no user property or
+    ``__getattr__`` runs."""
+    site: Any = None
     try:
-        site = object.__getattribute__(obj, "_created_at")
+        site = object.__getattribute__(obj, "__dict__").get("_created_at")
     except Exception:
-        return ""
+        site = None
+    if site is None and type(obj).__module__.startswith("racecheck."):
+        try:
+            site = object.__getattribute__(obj, "_created_at")
+        except Exception:
+            site = None
     if site and isinstance(site, tuple) and isinstance(site[0], tuple) and len(site[0]) >= 2:
         return f"{site[0][0]}:{site[0][1]}"
     return ""

@@ -1,10 +1,9 @@
 """Cheap stack capture for the previous access of every location, and the history bound.
 
 When the shadow state of a location is updated (never on a same-epoch fast path) the
-engine records the user's stack as a flat tuple ``(filename, lineno, function, ...)``
-(strings and ints only: never frames, which would keep the user's locals alive), interned
-in a :class:`StackTable` so identical stacks share one tuple and a cell stores a small
-int.  The table is bounded (``history_size``): when it is full the oldest stacks are
+engine records the user's stack as ``(code, f_lasti)`` pairs (never frames, which would
+keep the user's locals alive), interned in a :class:`StackTable` so identical stacks
+share one tuple and a cell stores a small int.  The table is bounded (``history_size``): when it is full the oldest stacks are
 forgotten, and a report whose previous stack was forgotten says so, like Go's
 ``[failed to restore the stack]``.  That bounds stack memory however many locations and
 however long the run.
@@ -14,7 +13,8 @@ from __future__ import annotations
 
 import linecache
 import os
-from types import FrameType
+from types import CodeType, FrameType
+from typing import Any
 
 from racecheck._rawsync import allocate_lock
 from racecheck.report.findings import Frame, Stack
@@ -28,8 +28,9 @@ FlatStack = tuple[object, ...]
 DEFAULT_DEPTH = 32
 
 
-def capture(frame: FrameType | None, limit: int = DEFAULT_DEPTH) -> FlatStack:
-    """The stack from ``frame`` outwards, skipping racecheck's frames, as a flat tuple."""
+def capture(frame: FrameType | None, limit: int = 1000) -> FlatStack:
+    """The stack from ``frame`` outwards, skipping racecheck's frames, as a flat tuple
+    (report time: computes line numbers, which is the expensive part)."""
     out: list[object] = []
     pkg = PACKAGE_DIR
     n = 0
@@ -56,6 +57,24 @@ def to_frames(flat: FlatStack) -> Stack:
     return tuple(frames)
 
 
+def _line_of(code: CodeType, lasti: int) -> int:
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line if line is not None else code.co_firstlineno
+    return code.co_firstlineno
+
+
+def resolve(stored: tuple[object, ...]) -> FlatStack:
+    """A stored ``(code, lasti, ...)`` stack as a flat (filename, lineno, function) one."""
+    out: list[object] = []
+    for i in range(0, len(stored), 2):
+        code: Any = stored[i]
+        out.append(code.co_filename)
+        out.append(_line_of(code, int(stored[i + 1])))  # type: ignore[call-overload]
+        out.append(code.co_name)
+    return tuple(out)
+
+
 LOST_STACK: Stack = (Frame("[failed to restore the stack]", 0, "?"),)
 """Shown for a previous access whose stack fell out of the bounded history."""
 
@@ -67,35 +86,68 @@ def history_capacity(history_size: int) -> int:
 
 
 class StackTable:
-    """Interns flat stacks to small ids; keeps at most ``capacity`` of them (oldest
-    dropped first).  Thread-safe: one raw lock, taken only on the engine's slow path."""
+    """Interns previous-access stacks to small ids; keeps at most ``capacity`` of them
+    (oldest dropped first).
+
+    The hot part, :meth:`intern_frame`, builds a key of ints only: ``(id(code), f_lasti,
+    ...)`` per frame (``f_lasti`` is a field read; ``f_lineno`` would decode the line
+    table, ~7x slower), looked up lock-free (a built-in dict ``get`` is atomic).  Only
+    on a miss it takes the lock and stores the code objects themselves, which keeps them
+    alive for as long as the entry exists, so the ids in its key cannot be reused.  Line
+    numbers and racecheck-frame filtering happen at report time.
+    """
 
     __slots__ = ("_lock", "_ids", "_stacks", "_next", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self._lock = allocate_lock()
-        self._ids: dict[FlatStack, int] = {}
-        self._stacks: dict[int, FlatStack] = {}
+        self._ids: dict[tuple[int, ...], int] = {}
+        self._stacks: dict[int, tuple[tuple[int, ...], tuple[object, ...]]] = {}
         self._next = 1
         self.capacity = max(1, capacity)
 
-    def intern(self, flat: FlatStack) -> int:
+    def intern_frame(self, frame: FrameType | None, limit: int) -> int:
+        key: list[int] = []
+        f = frame
+        n = 0
+        while f is not None and n < limit:
+            key.append(id(f.f_code))
+            key.append(f.f_lasti)
+            f = f.f_back
+            n += 1
+        k = tuple(key)
+        sid = self._ids.get(k)
+        if sid is not None:
+            return sid
+        stored: list[object] = []
+        pkg = PACKAGE_DIR
+        f = frame
+        n = 0
+        while f is not None and n < limit:
+            code = f.f_code
+            if not code.co_filename.startswith(pkg):
+                stored.append(code)
+                stored.append(f.f_lasti)
+            f = f.f_back
+            n += 1
         with self._lock:
-            sid = self._ids.get(flat)
+            sid = self._ids.get(k)
             if sid is not None:
                 return sid
             sid = self._next
             self._next = sid + 1
-            self._ids[flat] = sid
-            self._stacks[sid] = flat
+            self._ids[k] = sid
+            self._stacks[sid] = (k, tuple(stored))
             if len(self._stacks) > self.capacity:
                 oldest = next(iter(self._stacks))
-                del self._ids[self._stacks.pop(oldest)]
+                del self._ids[self._stacks.pop(oldest)[0]]
             return sid
 
     def get(self, sid: int) -> FlatStack | None:
+        """The stack (filename, lineno, function)* of an id, None if forgotten."""
         with self._lock:
-            return self._stacks.get(sid)
+            entry = self._stacks.get(sid)
+        return resolve(entry[1]) if entry is not None else None
 
     def __len__(self) -> int:
         with self._lock:
