@@ -49,9 +49,15 @@ class SysMonitoringBackend:
             )
         self.tool_id = tool_id
         ev = mon.events
-        mon.register_callback(tool_id, ev.CALL, _on_call)
-        mon.register_callback(tool_id, ev.C_RETURN, _on_c_return)
-        mon.set_events(tool_id, ev.CALL | ev.C_RETURN)
+        try:
+            mon.register_callback(tool_id, ev.CALL, _on_call)
+            mon.register_callback(tool_id, ev.C_RETURN, _on_c_return)
+            # C_RETURN cannot be enabled without C_RAISE; a raising acquire gets no edge,
+            # so C_RAISE has no callback.
+            mon.set_events(tool_id, ev.CALL | ev.C_RETURN | ev.C_RAISE)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         tool_id = self.tool_id
@@ -60,6 +66,7 @@ class SysMonitoringBackend:
         mon: Any = sys.monitoring  # type: ignore[attr-defined]
         mon.set_events(tool_id, 0)
         mon.register_callback(tool_id, mon.events.CALL, None)
+        mon.register_callback(tool_id, mon.events.C_RAISE, None)
         mon.register_callback(tool_id, mon.events.C_RETURN, None)
         mon.free_tool_id(tool_id)
         self.tool_id = None
