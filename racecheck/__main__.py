@@ -1,0 +1,3 @@
+from racecheck.cli import main
+
+main()
