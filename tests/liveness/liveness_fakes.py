@@ -99,3 +99,82 @@ def threads() -> Iterator[Threads]:
         yield pool
     finally:
         pool.close()
+
+
+class FakeLock:
+    """A lock reporting to the lock-order hooks as racecheck's Mutex does."""
+
+    def __init__(self) -> None:
+        from racecheck._rawsync import allocate_lock
+
+        self._raw = allocate_lock()
+        self._created_at = events.creation_site(1)
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return self._acquire(blocking)
+
+    def _acquire(self, blocking: bool, depth: int = 2) -> bool:
+        # The user's frame is 2 up from here (user -> acquire/__enter__ -> _acquire).
+        got = self._raw.acquire(blocking, SAFETY) if blocking else self._raw.acquire(False)
+        if not got and blocking:
+            raise SafetyTimeout("FakeLock.acquire timed out")
+        if got:
+            events.lock_acquired(self, blocking, depth=depth)
+        return bool(got)
+
+    def release(self) -> None:
+        events.lock_released(self)
+        self._raw.release()
+
+    def __enter__(self) -> FakeLock:
+        self._acquire(True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class FakeRLock(FakeLock):
+    """Reentrant: every acquisition (reentrant ones too) is reported, like RLock's patch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._owner: int | None = None
+        self._count = 0
+
+    def _acquire(self, blocking: bool, depth: int = 2) -> bool:
+        me = threading.get_ident()
+        if self._owner == me:
+            self._count += 1
+            events.lock_acquired(self, blocking, depth=depth)
+            return True
+        got = super()._acquire(blocking, depth + 1)
+        if got:
+            self._owner, self._count = me, 1
+        return got
+
+    def release(self) -> None:
+        self._count -= 1
+        if self._count:
+            events.lock_released(self)
+            return
+        self._owner = None
+        super().release()
+
+
+def run_in_thread(fn: Callable[[], Any], name: str) -> None:
+    """Run ``fn`` to completion in a new thread named ``name`` (orders the test's steps)."""
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            fn()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test thread
+            errors.append(error)
+
+    thread = threading.Thread(target=body, name=name)
+    thread.start()
+    thread.join(timeout=SAFETY)
+    assert not thread.is_alive(), f"{name} did not finish"
+    if errors:
+        raise errors[0]
