@@ -675,6 +675,7 @@ class Detector:
 
     def stats(self) -> dict[str, int]:
         with self._reg:
+            self._drain_pending_locked()
             slots = self._nslots
             live = len(self._leases)
             free = len(self._free)

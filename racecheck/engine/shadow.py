@@ -88,13 +88,18 @@ def describe(obj: object) -> tuple[str, str]:
         name = _module_name(obj)
         return name, f"module {name}"
     if isinstance(obj, type):
-        return obj.__qualname__, f"class {_qualified(obj)}"
+        return _short(obj), f"class {_qualified(obj)}"
     tp = type(obj)
     desc = f"{_qualified(tp)} object at {id(obj):#x}"
     created = _created_at(obj)
     if created:
         desc += f", created at {created}"
-    return tp.__qualname__, desc
+    return _short(tp), desc
+
+
+def _short(tp: type) -> str:
+    """``Counter`` for a location name (``f.<locals>.Counter`` -> ``Counter``)."""
+    return tp.__qualname__.rsplit("<locals>.", 1)[-1]
 
 
 def _module_name(mod: ModuleType) -> str:

@@ -1,0 +1,143 @@
+"""Shadow state: never keeps user objects alive (weakrefs), never confuses a dead
+object with a new one at the same id, memory bounded."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from engine_helpers import F, Obj, run_in_thread
+
+from racecheck.engine.detector import Detector
+from racecheck.engine.shadow import ShadowTable, item_key
+
+
+def test_shadow_does_not_keep_weakrefable_objects_alive():
+    d = Detector()
+    objs = [Obj() for _ in range(200)]
+    for o in objs:
+        d.write_attr(o, "x", F())
+    probe = weakref.ref(objs[0])
+    assert d.stats()["shadow_objects"] == 200
+    del objs, o
+    gc.collect()
+    assert probe() is None
+    assert d.stats()["shadow_objects"] == 0
+    assert d.stats()["shadow_reclaimed"] == 200
+
+
+def test_reclaimed_object_id_reuse_is_a_fresh_location():
+    d = Detector()
+    box = [Obj()]
+    run_in_thread(d, lambda: d.write_attr(box[0], "x", F()), sync=False)
+    old = id(box[0])
+    box.clear()
+    gc.collect()
+    keep = []
+    for _ in range(10000):
+        n = Obj()
+        if id(n) == old:
+            break
+        keep.append(n)
+    else:
+        raise AssertionError("CPython did not reuse the address")
+    d.write_attr(n, "x", F())
+    assert d.races() == []
+
+
+def test_non_weakrefable_containers_are_held_until_swept():
+    d = Detector()
+    box = [[0]]
+    run_in_thread(d, lambda: d.write_item(box[0], 0, F()), sync=False)
+    old = id(box[0])
+    box.clear()
+    # The shadow still holds the list: no new list can take its address.
+    fresh = [[0] for _ in range(100)]
+    assert all(id(x) != old for x in fresh)
+    assert d.stats()["shadow_strong"] == 1
+    d.sweep()
+    assert d.stats()["shadow_strong"] == 0
+    for _ in range(10000):
+        n = [0]
+        if id(n) == old:
+            break
+        fresh.append(n)
+    else:
+        raise AssertionError("CPython did not reuse the address")
+    d.write_item(n, 0, F())  # a different list: no race with the dead one's write
+    assert d.races() == []
+
+
+def test_sweep_keeps_containers_still_in_use():
+    d = Detector()
+    live: dict[str, int] = {}
+    d.write_item(live, "k", F())
+    d.sweep()
+    assert d.stats()["shadow_strong"] == 1
+    run_in_thread(d, lambda: d.write_item(live, "k", F()), sync=False)
+    d.write_item(live, "k", F())
+    assert len(d.races()) == 1  # history survived the sweep
+
+
+def test_sweeps_run_automatically_and_memory_stays_bounded():
+    d = Detector()
+    for _ in range(20000):
+        d.mutate([], F())  # each list dies right after its access
+    assert d.stats()["shadow_strong"] < 2100
+
+
+def test_strong_cap_forgets_history_instead_of_growing():
+    t = ShadowTable(strong_cap=16)
+    held = [[i] for i in range(2000)]
+    for x in held:
+        t.get_or_create(x)
+    assert t.strong_count() <= 1024
+
+
+def test_slotted_objects_without_weakref_are_tracked_strongly():
+    class P:
+        __slots__ = ("x",)
+
+    d = Detector()
+    p = P()
+    run_in_thread(d, lambda: d.write_attr(p, "x", F()), sync=False)
+    d.write_attr(p, "x", F())
+    assert len(d.races()) == 1
+    assert d.races()[0].current.location == "P.x"
+
+
+def test_item_keys():
+    assert item_key(3) == (3, False)
+    assert item_key("k") == ("k", False)
+    assert item_key((1, "a")) == ((1, "a"), False)
+    o = Obj()
+    k, by_id = item_key(o)
+    assert by_id and k != item_key(Obj())[0]
+
+
+def test_identity_keys_are_distinct_locations_and_no_user_eq_runs():
+    class K:
+        def __eq__(self, other):
+            raise AssertionError("user __eq__ called by the engine")
+
+        __hash__ = object.__hash__
+
+    d = Detector()
+    box: dict[object, int] = {}
+    k1, k2 = K(), K()
+    run_in_thread(d, lambda: d.write_item(box, k1, F()), sync=False)
+    d.write_item(box, k2, F())
+    assert d.races() == []
+    d.write_item(box, k1, F())
+    [race] = d.races()
+    assert race.current.location.startswith("dict[<")
+
+
+def test_clear_shadow_forgets_history():
+    d = Detector()
+    o = Obj()
+    run_in_thread(d, lambda: d.write_attr(o, "x", F()), sync=False)
+    d.clear_shadow()
+    d.write_attr(o, "x", F())
+    assert d.races() == []
+    assert d.stats()["shadow_objects"] == 1
