@@ -296,7 +296,6 @@ class Chan(Generic[T]):
         hb = events._hb
         if hb is not None:
             events.audit(self, "read", "send", 1)
-        w = None
         with self._lock:
             if self._closed:
                 raise ClosedChannelError("send on closed channel")
@@ -504,7 +503,10 @@ class Chan(Generic[T]):
         """Sleep until ``w`` is completed; on an exception, cancel it if still possible."""
         try:
             with events.blocking(self, what, created_at=self._created_at):
-                w.park.acquire()
+                park = w.park
+                park.acquire()
+                while not w.done:  # a spurious release: only a completer sets done
+                    park.acquire()
         except BaseException as exc:
             with self._lock:
                 if _claim(w):  # nobody completed it: withdraw, the channel is untouched
@@ -657,10 +659,11 @@ def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         return -1, None
     channels = [ch for _, ch, _ in parsed if ch is not None]
     if not channels:
-        with events.blocking((), "select (no cases)"):
-            forever = allocate_lock()
-            forever.acquire()
-            forever.acquire()  # never released: sleeps until an exception interrupts it
+        forever = allocate_lock()
+        forever.acquire()
+        with events.blocking(forever, "select (no cases)"):
+            while True:  # sleeps until an exception interrupts it
+                forever.acquire()
         raise AssertionError("unreachable")  # pragma: no cover
     return _select_block(parsed, order, channels, hb)
 
@@ -700,6 +703,8 @@ def _select_block(
         if finished is None:
             with events.blocking(tuple(channels), "select", created_at=channels[0]._created_at):
                 park.acquire()
+                while not me.done:  # a spurious release: only a completer sets done
+                    park.acquire()
     except BaseException as exc:
         # Withdrawing takes every queued channel's lock in turn; a completer finishes
         # under its channel's lock, so afterwards the outcome is settled either way.

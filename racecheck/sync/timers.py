@@ -111,6 +111,7 @@ _heap: list[tuple[float, int, _Entry]] = []
 _seq = itertools.count()
 _cancelled = 0  # cancelled records still in the heap, for compaction
 _started = False
+_scheduler_ident: int | None = None  # for tests: the scheduler thread's ident
 
 
 def _schedule(entry: _Entry) -> None:
@@ -136,6 +137,8 @@ def _compact() -> None:
 
 def _loop() -> None:
     """The scheduler thread: fire due entries, sleep until the next deadline."""
+    global _scheduler_ident
+    _scheduler_ident = _thread.get_ident()
     with _cond:
         while True:
             try:
@@ -349,4 +352,9 @@ def live_timers() -> list[TimerRecord]:
 
 def _debug_state() -> dict[str, Any]:  # for tests
     with _lock:
-        return {"heap": len(_heap), "cancelled": _cancelled, "started": _started}
+        return {
+            "heap": len(_heap),
+            "cancelled": _cancelled,
+            "started": _started,
+            "ident": _scheduler_ident,
+        }
