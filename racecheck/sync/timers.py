@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from racecheck._rawsync import RawCondition, allocate_lock
 from racecheck.sync import events
@@ -49,12 +49,25 @@ __all__ = [
 ]
 
 
-class TimerRecord(NamedTuple):
-    """A live timer as the leak checker sees it (plain data, no reference to it)."""
+class TimerRecord:
+    """A live timer as the leak checker sees it: plain data, no reference to the timer or
+    its channel.  One record per scheduled timer, the same object on every call of
+    :func:`live_timers` (so a snapshot can remember it by identity); a ticker's
+    ``deadline`` moves on with each tick."""
 
-    kind: str  # "Timer" or "Ticker"
-    created_at: tuple[events.SiteFrame, ...]
-    deadline: float  # time.monotonic() of the next firing
+    __slots__ = ("kind", "created_at", "deadline")
+
+    def __init__(
+        self, kind: str, created_at: tuple[events.SiteFrame, ...], deadline: float
+    ) -> None:
+        self.kind = kind  # "Timer" or "Ticker"
+        self.created_at = created_at
+        self.deadline = deadline  # time.monotonic() of the next firing
+
+    def __repr__(self) -> str:
+        site = self.created_at
+        where = f" created at {site[0][0]}:{site[0][1]}" if site else ""
+        return f"<TimerRecord {self.kind}{where} deadline={self.deadline:.3f}>"
 
 
 class _Entry:
@@ -65,7 +78,7 @@ class _Entry:
     while its record waits in the heap for its deadline.
     """
 
-    __slots__ = ("kind", "deadline", "period", "chan", "fn", "token", "created_at", "state")
+    __slots__ = ("deadline", "period", "chan", "fn", "token", "state", "record")
 
     def __init__(
         self,
@@ -77,14 +90,13 @@ class _Entry:
         token: object | None,
         created_at: tuple[events.SiteFrame, ...],
     ) -> None:
-        self.kind = kind
         self.deadline = deadline
         self.period = period  # > 0 for tickers
         self.chan = chan
         self.fn = fn
         self.token = token
-        self.created_at = created_at
         self.state = _PENDING
+        self.record = TimerRecord(kind, created_at, deadline)
 
     def alive(self) -> bool:
         if self.state != _PENDING:
@@ -184,6 +196,7 @@ def _fire(entry: _Entry, now: float) -> None:
         period = entry.period
         late = now - entry.deadline
         entry.deadline += period * (1 + int(late // period)) if late >= period else period
+        entry.record.deadline = entry.deadline
         heapq.heappush(_heap, (entry.deadline, next(_seq), entry))
     else:
         entry.state = _FIRED
@@ -333,21 +346,19 @@ def after_func(seconds: float, fn: Callable[[], object]) -> Timer:
     return Timer(seconds, _fn=fn)
 
 
-def _live_entries() -> list[_Entry]:
+def live_timers() -> list[TimerRecord]:
+    """Records of every pending timer and running ticker (whose channel someone can still
+    receive from), earliest first.  Stopped and fired timers are not listed."""
     with _lock:
-        return [item[2] for item in _heap if item[2].alive()]
+        entries = [item[2] for item in _heap if item[2].alive()]
+    entries.sort(key=lambda e: e.deadline)
+    return [e.record for e in entries]
 
 
 def pending_timers() -> int:
-    """Timers not yet fired or stopped plus running tickers (whose channel someone can
-    still receive from): things that can still wake a blocked thread."""
-    return len(_live_entries())
-
-
-def live_timers() -> list[TimerRecord]:
-    """Records of every pending timer and running ticker, earliest first."""
-    entries = sorted(_live_entries(), key=lambda e: e.deadline)
-    return [TimerRecord(e.kind, e.created_at, e.deadline) for e in entries]
+    """How many timers can still fire (see :func:`live_timers`): the deadlock checker
+    counts them as able to wake a blocked thread."""
+    return len(live_timers())
 
 
 def _debug_state() -> dict[str, Any]:  # for tests
