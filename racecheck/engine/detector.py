@@ -389,11 +389,18 @@ class Detector:
         cls = _OP_CLASS.get(op)
         if cls is None:
             raise ValueError(f"audit op must be read/write/mutate/iterate, not {op!r}")
+        ts = self._current()
+        sh = self._objs.get(id(obj))
+        if sh is not None and sh.audit is not None:
+            cell = sh.audit
+            x = cell.w if cls == WRITE else cell.m if cls == MUTATE else cell.r
+            if x == ts.epoch:
+                return
         try:
             frame: FrameType | None = sys._getframe(depth + 1)
         except ValueError:
             frame = None
-        self._slow(self._current(), obj, _AUDIT, None, cls, what, frame)
+        self._slow(ts, obj, _AUDIT, None, cls, what, frame)
 
     # ---- AccessSink: the hot path --------------------------------------------------
 
@@ -427,8 +434,12 @@ class Detector:
                 attrs = sh.attrs
                 if attrs is not None:
                     cell = attrs.get(name)
-                    if cell is not None and cell.r == ts.epoch:
-                        return
+                    if cell is not None:
+                        r = cell.r
+                        if r == ts.epoch:
+                            return
+                        if type(r) is dict and r.get(ts.slot) == ts.vc[ts.slot]:
+                            return  # read-shared, same epoch
             slow(ts, obj, _ATTR, name, READ, "read", frame)
 
         def write_attr(obj: object, name: str, frame: FrameType) -> None:
@@ -456,8 +467,12 @@ class Detector:
                 tp = type(key)
                 if items is not None and (tp is int or tp is str):
                     cell = items.get(key)
-                    if cell is not None and cell.r == ts.epoch:
-                        return
+                    if cell is not None:
+                        r = cell.r
+                        if r == ts.epoch:
+                            return
+                        if type(r) is dict and r.get(ts.slot) == ts.vc[ts.slot]:
+                            return
             slow(ts, container, _ITEM, key, READ, "read", frame)
 
         def write_item(container: object, key: object, frame: FrameType) -> None:
@@ -483,8 +498,12 @@ class Detector:
             sh = objs_get(id(container))
             if sh is not None:
                 cell = sh.whole
-                if cell is not None and cell.m == ts.epoch:
-                    return
+                if cell is not None:
+                    m = cell.m
+                    if m == ts.epoch:
+                        return
+                    if type(m) is dict and m.get(ts.slot) == ts.vc[ts.slot]:
+                        return  # concurrent mutators, same epoch
             slow(ts, container, _WHOLE, None, MUTATE, "mutate", frame)
 
         def iterate(container: object, frame: FrameType) -> None:
@@ -495,8 +514,12 @@ class Detector:
             sh = objs_get(id(container))
             if sh is not None:
                 cell = sh.whole
-                if cell is not None and cell.r == ts.epoch:
-                    return
+                if cell is not None:
+                    r = cell.r
+                    if r == ts.epoch:
+                        return
+                    if type(r) is dict and r.get(ts.slot) == ts.vc[ts.slot]:
+                        return
             slow(ts, container, _WHOLE, None, READ, "iterate", frame)
 
         self.read_attr = read_attr

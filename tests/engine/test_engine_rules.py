@@ -337,3 +337,29 @@ def test_waitgroup_adds_commute_but_add_races_wait(listening):
 def test_audit_rejects_unknown_ops(d):
     with pytest.raises(ValueError):
         d.audit(Obj(), "frobnicate", "x", 0)
+
+
+def test_read_shared_same_epoch_takes_the_fast_path(d):
+    o = Obj()
+    both_read = threading.Barrier(2, timeout=5)
+    again = threading.Event()
+    stacks_before: list[int] = []
+
+    def reader():
+        d.read_attr(o, "x", F())
+        both_read.wait()
+
+    def reader_then_reread():
+        reader()
+        stacks_before.append(d.stats()["stacks"])
+        d.read_attr(o, "x", F())  # a new line, same epoch: nothing recorded
+        stacks_before.append(d.stats()["stacks"])
+        again.set()
+
+    a = EngineThread(d, reader).start()
+    b = EngineThread(d, reader_then_reread).start()
+    wait(again)
+    a.join()
+    b.join()
+    assert isinstance(d._objs[id(o)].attrs["x"].r, dict)
+    assert stacks_before[0] == stacks_before[1]
