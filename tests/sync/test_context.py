@@ -271,18 +271,23 @@ def test_past_deadline_is_exceeded_at_once():
 
 def test_timeout_fires_and_child_deadline_never_later_than_parent():
     start = time.monotonic()
-    parent, cancel_parent = with_timeout(background(), 0.05)
-    assert start + 0.05 <= parent.deadline() <= time.monotonic() + 0.05
-    child, cancel_child = with_timeout(parent, 100)
-    assert child.deadline() == parent.deadline()
-    sooner, cancel_sooner = with_timeout(parent, 0.01)
-    assert sooner.deadline() < parent.deadline()
-    t = spawn(lambda: child.done().recv_ok())
+    parent, cancel_parent = with_timeout(background(), 60)
+    assert start + 60 <= parent.deadline() <= time.monotonic() + 60
+    later, cancel_later = with_timeout(parent, 100)
+    assert later.deadline() == parent.deadline()  # clamped to the parent's
+    short, cancel_short = with_timeout(parent, 0.05)
+    assert short.deadline() < parent.deadline()
+    grandchild, cancel_grandchild = with_cancel(short)
+    assert grandchild.deadline() == short.deadline()
+    t = spawn(lambda: grandchild.done().recv_ok())
     assert finish(t).result == (None, False)
-    assert isinstance(parent.err(), DeadlineExceeded)
-    assert isinstance(child.err(), DeadlineExceeded)
-    for c in (cancel_parent, cancel_child, cancel_sooner):
+    assert time.monotonic() >= short.deadline()
+    assert isinstance(short.err(), DeadlineExceeded)
+    assert isinstance(grandchild.err(), DeadlineExceeded)
+    assert parent.err() is None and later.err() is None  # a child never cancels its parent
+    for c in (cancel_parent, cancel_later, cancel_short, cancel_grandchild):
         c()
+    assert isinstance(later.err(), Canceled)
 
 
 def test_cancel_before_deadline_wins():
