@@ -89,7 +89,8 @@ def _timers_pending() -> bool:
         fn = getattr(module, name, None)
         if callable(fn):
             try:
-                if len(list(fn())) > 0:
+                pending = fn()  # a count (pending_timers) or records (live_timers)
+                if (pending if isinstance(pending, int) else len(list(pending))) > 0:
                     return True
             except Exception:  # noqa: BLE001 - when in doubt, assume progress
                 return True
@@ -186,6 +187,37 @@ def _raise_in(ident: int, exc_type: type[BaseException]) -> bool:
         set_async_exc(ctypes.c_ulong(ident), None)
         return False
     return bool(count == 1)
+
+
+def _wake(info: events.BlockInfo) -> None:
+    """Wake a thread blocked in a primitive so its pending DeadlockError can fire.
+
+    Uses the ``wake`` callable the primitive published in ``BlockInfo.extra`` when there
+    is one.  Otherwise, best effort: notify every RawCondition the primitive (or each
+    primitive of a select) holds, a spurious wake-up its wait loop must tolerate anyway.
+    """
+    wake = info.extra.get("wake")
+    if callable(wake):
+        wake()
+        return
+    objs = info.obj if isinstance(info.obj, tuple) else (info.obj,)
+    for obj in objs:
+        for cond in _raw_conditions(obj):
+            with cond:
+                cond.notify_all()
+
+
+def _raw_conditions(obj: object) -> list[RawCondition]:
+    names: list[str] = list(getattr(obj, "__dict__", {}))
+    for klass in type(obj).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    found: list[RawCondition] = []
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, RawCondition) and all(value is not c for c in found):
+            found.append(value)
+    return found
 
 
 class DeadlockDetector:
@@ -325,12 +357,10 @@ class DeadlockDetector:
             if thread.ident is not None:
                 _raise_in(thread.ident, error_type)
         for info in seen.infos.values():
-            wake = info.extra.get("wake")
-            if callable(wake):
-                try:
-                    wake()
-                except Exception as error:  # noqa: BLE001
-                    sys.stderr.write(f"racecheck: waking a deadlocked thread failed: {error!r}\n")
+            try:
+                _wake(info)
+            except Exception as error:  # noqa: BLE001
+                sys.stderr.write(f"racecheck: waking a deadlocked thread failed: {error!r}\n")
 
 
 _exit_lock = allocate_lock()

@@ -289,8 +289,8 @@ def blocked_on(
             stack_from_site(info.created_at),
             max(0.0, now - info.since),
         )
-    what = _wait_from_frames(frame)
-    return BlockedOn(what) if what else None
+    seen = _wait_from_frames(frame)
+    return BlockedOn(seen) if seen else None
 
 
 def thread_info(thread: threading.Thread, created_at: Stack = ()) -> ThreadInfo:
@@ -322,7 +322,7 @@ def dump_thread(
 
 def is_infrastructure(thread: threading.Thread, created_at: Stack = ()) -> bool:
     """True for threads the interpreter or the test runner start for themselves."""
-    if isinstance(thread, threading._DummyThread):  # type: ignore[attr-defined]
+    if isinstance(thread, threading._DummyThread):
         return True  # not started by threading: a foreign or racecheck helper thread
     modules = [type(thread).__module__]
     target = getattr(thread, "_target", None)
@@ -560,7 +560,9 @@ class Snapshot:
     """Threads (weakly), timers and lost cancels present at one moment."""
 
     threads: dict[int, weakref.ref[threading.Thread]]
-    timers: frozenset[int]
+    timers: tuple[Any, ...]
+    """Timer records alive at the snapshot: plain data (``live_timers()`` returns the
+    same record object for a timer on every call), held so identity stays meaningful."""
     lost_cancels: int
     executors: dict[int, weakref.ref[Any]]
     """Executors known (recorded) at the snapshot: their lazily started workers belong to
@@ -579,19 +581,20 @@ def _same_thread_in(thread: threading.Thread, snap: Snapshot) -> bool:
 
 
 def _live_timers() -> list[Any]:
+    """Records of pending Timers and running Tickers (``racecheck.sync.timers``)."""
     module = sys.modules.get("racecheck.sync.timers")
-    if module is None:
+    fn = getattr(module, "live_timers", None) if module is not None else None
+    if not callable(fn):
         return []
-    seen: dict[int, Any] = {}
-    for name in ("live_timers", "pending_timers"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            try:
-                for timer in fn():
-                    seen.setdefault(id(timer), timer)
-            except Exception:  # noqa: BLE001 - a neighbour's bug must not hide leaks
-                pass
-    return list(seen.values())
+    try:
+        return list(fn())
+    except Exception:  # noqa: BLE001 - a neighbour's bug must not hide thread leaks
+        return []
+
+
+def _timer_key(timer: Any) -> tuple[str, Any]:
+    site: Any = getattr(timer, "created_at", None) or getattr(timer, "_created_at", ())
+    return (str(getattr(timer, "kind", type(timer).__name__)), tuple(site))
 
 
 def _lost_cancels() -> list[Any]:
@@ -607,9 +610,11 @@ def _lost_cancels() -> list[Any]:
 
 def snapshot() -> Snapshot:
     """Record what is alive now; a later :func:`find` with ``baseline=`` ignores it."""
+    if "racecheck.sync.context" in sys.modules:
+        gc.collect()  # contexts dropped before the scope report their lost cancel now
     return Snapshot(
         threads={id(t): weakref.ref(t) for t in threading.enumerate()},
-        timers=frozenset(id(t) for t in _live_timers()),
+        timers=tuple(_live_timers()),
         lost_cancels=len(_lost_cancels()),
         executors=_recorded_executors(),
     )
@@ -624,8 +629,7 @@ def _site_text(site: Iterable[Any]) -> str:
 
 
 def _timer_line(timer: Any) -> str:
-    kind = type(timer).__name__
-    site = getattr(timer, "created_at", None) or getattr(timer, "_created_at", ())
+    kind, site = _timer_key(timer)
     state = "still running (never stopped)" if "tick" in kind.lower() else "still pending"
     return f"{kind} created at {_site_text(site)} {state}"
 
@@ -633,8 +637,10 @@ def _timer_line(timer: Any) -> str:
 def _lost_cancel_line(record: Any) -> str:
     if isinstance(record, str):
         return record
-    site = getattr(record, "created_at", None) or getattr(record, "_created_at", ())
-    return f"context created at {_site_text(site)}: cancel was never called (lost cancel)"
+    site: Any = getattr(record, "created_at", None) or getattr(record, "_created_at", ())
+    kind = getattr(record, "kind", "")
+    what = f"{kind} context" if kind else "context"
+    return f"{what} created at {_site_text(site)}: cancel was never called (lost cancel)"
 
 
 def _collect(
@@ -690,8 +696,8 @@ def _collect(
         finally:
             del frames
     if final:
-        baseline_timers = baseline.timers if baseline is not None else frozenset()
-        others.extend(_timer_line(t) for t in _live_timers() if id(t) not in baseline_timers)
+        before = {id(t) for t in baseline.timers} if baseline is not None else set()
+        others.extend(_timer_line(t) for t in _live_timers() if id(t) not in before)
         if "racecheck.sync.context" in sys.modules:
             gc.collect()
             start = baseline.lost_cancels if baseline is not None else 0

@@ -235,10 +235,14 @@ class LockOrderChecker:
                 return node  # not weakly referenceable: best effort by id and type
         self._serials += 1
         serial = self._serials
+        dead = self._dead
+        key = id(lock)
+
+        def forget(_: object) -> None:
+            dead.append((key, serial))  # only queue: we may be inside our own lock
+
         try:
-            ref: weakref.ref[Any] | None = weakref.ref(
-                lock, lambda _, key=id(lock), s=serial: self._dead.append((key, s))
-            )
+            ref: weakref.ref[Any] | None = weakref.ref(lock, forget)
         except TypeError:
             ref = None
         node = _Node(serial, _lock_name(lock, serial), type(lock), ref)
