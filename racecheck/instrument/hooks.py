@@ -155,13 +155,6 @@ def _lookup(tp: type, name: str) -> Any:
     return _MISSING
 
 
-def _owner(tp: type, name: str) -> type | None:
-    for klass in tp.__mro__:
-        if name in klass.__dict__:
-            return klass
-    return None
-
-
 _C_SLOTS = (WrapperDescriptorType, MethodDescriptorType)
 
 
