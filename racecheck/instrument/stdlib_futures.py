@@ -166,9 +166,9 @@ def _call_soon_threadsafe(self: Any, callback: Any, *args: Any, context: Any = N
 
 # --- multiprocessing.pool.ThreadPool results -------------------------------------------
 
-_AR = mp_pool.ApplyResult
-_MR = mp_pool.MapResult
-_IM = mp_pool.IMapIterator
+_AR: Any = mp_pool.ApplyResult
+_MR: Any = mp_pool.MapResult
+_IM: Any = mp_pool.IMapIterator
 _orig_ar_set = _AR._set
 _orig_mr_set = _MR._set
 _orig_im_set = _IM._set
@@ -208,7 +208,7 @@ def _ar_wait(self: Any, timeout: float | None = None) -> None:
 
 
 def _ar_ready(self: Any) -> bool:
-    flag = _orig_ar_ready(self)
+    flag = bool(_orig_ar_ready(self))
     if flag:
         _tokens.consume(self)
     return flag

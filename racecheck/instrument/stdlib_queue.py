@@ -104,7 +104,7 @@ def _join(self: Any) -> None:
 _OrigSimpleQueue = queue.SimpleQueue
 
 
-class _SimpleQueue(_OrigSimpleQueue):  # type: ignore[valid-type,misc]
+class _SimpleQueue(_OrigSimpleQueue):  # type: ignore[type-arg]
     """``queue.SimpleQueue`` with the put -> get edge (installed as ``queue.SimpleQueue``)."""
 
     __slots__ = ()

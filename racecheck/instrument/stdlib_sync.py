@@ -60,7 +60,7 @@ class _LockedRegion:
         raw_acquired(lock, True, 2)
         return result
 
-    def __exit__(self, *exc: object) -> Any:
+    def __exit__(self, *exc: Any) -> Any:
         lock = self._lock
         raw_releasing(lock)
         return lock.__exit__(*exc)
@@ -97,7 +97,7 @@ def _cond_enter(self: Any) -> Any:
     return result
 
 
-def _cond_exit(self: Any, *exc: object) -> Any:
+def _cond_exit(self: Any, *exc: Any) -> Any:
     if called_from_user(1):
         raw_releasing(_lock_of(self))
     return _orig_cond_exit(self, *exc)
@@ -178,7 +178,7 @@ def _bsem_release(self: Any, n: int = 1) -> None:
     _orig_bsem_release(self, n)
 
 
-def _sem_exit(self: Any, *exc: object) -> None:
+def _sem_exit(self: Any, *exc: Any) -> None:
     if called_from_user(1):
         _tokens.publish(self)
     _orig_sem_exit(self, *exc)  # calls self.release() from threading.py: no second edge
@@ -210,7 +210,7 @@ _my_generation: dict[tuple[int, int], int] = {}  # (thread ident, id(barrier)) -
 
 def _barrier_state(barrier: Any) -> _BarrierState:
     with _barrier_lock:
-        state = _barriers.get(barrier)
+        state: _BarrierState | None = _barriers.get(barrier)
         if state is None:
             state = _barriers[barrier] = _BarrierState()
         return state

@@ -561,3 +561,25 @@ def test_without_a_listener_patched_primitives_still_work() -> None:
             pass
     finally:
         stdlib.uninstall()
+
+
+PRE_EXISTING_EVENT = threading.Event()  # made at import time, before any install
+PRE_EXISTING_LOCK = threading.Lock()
+
+
+def test_primitives_created_before_install_still_give_edges(eng: VCEngine) -> None:
+    def setter() -> None:
+        eng.mark("set")
+        PRE_EXISTING_EVENT.set()
+        with stdlib.wrap_with(PRE_EXISTING_LOCK):
+            eng.mark("locked")
+
+    try:
+        start_raw(setter).wait()
+        assert PRE_EXISTING_EVENT.wait(T)
+        eng.mark("waited")
+        with stdlib.wrap_with(PRE_EXISTING_LOCK):
+            eng.mark("locked-after")
+    finally:
+        PRE_EXISTING_EVENT.clear()
+    assert eng.hb("set", "waited") and eng.hb("locked", "locked-after")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from racecheck.instrument.stdlib_common import RAW_LOCK_TYPES
 from racecheck.instrument.stdlib_sync import LOCK_TOKENS, raw_acquired, raw_releasing
+from racecheck.sync import events
 
 
 class SyncBackend(Protocol):
@@ -60,16 +61,23 @@ def lock_call(func: Any, arg0: Any) -> tuple[Any, str] | None:
     return (lock, name) if name in LOCK_METHOD_NAMES else None
 
 
-def _held(lock: Any) -> bool:
+def _held(lock: Any) -> bool:  # lock: a raw lock
     """After an acquire returned: did it succeed?  Exact for RLock (owner); for Lock,
     ``locked()`` can be True because another thread holds it after a failed try-acquire,
     which only adds an edge (it can hide a race, never invent one)."""
     if type(lock) is _RLockType:
-        return bool(lock._is_owned())
+        return bool(lock._is_owned())  # type: ignore[attr-defined]
     return bool(lock.locked())
 
 
+def _nobody_listens() -> bool:
+    """No detector and no lock-order checker: the backend has nothing to report."""
+    return events._hb is None and events._locks is None
+
+
 def before_call(lock: Any, name: str) -> None:
+    if _nobody_listens():
+        return
     if name in RELEASES:
         raw_releasing(lock)
     elif name in EXITS:
@@ -78,7 +86,7 @@ def before_call(lock: Any, name: str) -> None:
 
 
 def after_return(lock: Any, name: str, depth: int) -> None:
-    if name in ACQUIRES and _held(lock):
+    if name in ACQUIRES and not _nobody_listens() and _held(lock):
         raw_acquired(lock, True, depth + 1)
 
 

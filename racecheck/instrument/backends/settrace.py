@@ -51,12 +51,12 @@ class SetProfileBackend:
         threading.setprofile(self._prev_threading)
 
     def _make(self, chained: ProfileFunc) -> ProfileFunc:
+        """The profile function; without a chained one it is the leanest possible, as it
+        runs for every call and return in the thread."""
         backend = self
         c_call, c_return = "c_call", "c_return"
 
         def profile(frame: FrameType, event: str, arg: Any) -> None:
-            if chained is not None:
-                chained(frame, event, arg)
             if event == c_call:
                 if not backend._active:
                     sys.setprofile(chained)
@@ -69,4 +69,11 @@ class SetProfileBackend:
                 if found is not None and not is_internal_file(frame.f_code.co_filename):
                     after_return(found[0], found[1], 1)
 
-        return profile
+        if chained is None:
+            return profile
+
+        def chaining(frame: FrameType, event: str, arg: Any) -> None:
+            chained(frame, event, arg)
+            profile(frame, event, arg)
+
+        return chaining
