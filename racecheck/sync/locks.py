@@ -332,8 +332,13 @@ class Cond:
         parked = allocate_lock()
         parked.acquire()
         with self._mu:
-            self._waiters.append(parked)
-        self.L.unlock()
+            self._waiters.append(parked)  # before unlocking: a signal after it is ours
+        try:
+            self.L.unlock()
+        except BaseException:  # e.g. L was not locked: leave no stale ticket behind
+            with self._mu:
+                self._waiters.remove(parked)
+            raise
         try:
             with events.blocking(self, "Cond.wait", created_at=self._created_at):
                 parked.acquire()

@@ -558,6 +558,17 @@ def test_cond_signal_wakes_one_broadcast_wakes_all():
     c.broadcast()
 
 
+def test_cond_wait_without_the_lock_raises_and_leaves_no_stale_waiter():
+    m = Mutex()
+    c = Cond(m)
+    with pytest.raises(UnlockError):
+        c.wait()
+    t = spawn(lambda: (m.lock(), c.wait(), m.unlock()))
+    wait_blocked(t, "Cond.wait")
+    c.signal()  # must reach t, not the failed wait's ticket
+    assert finish(t).error is None
+
+
 def test_cond_with_read_locker():
     rw = RWMutex()
     c = Cond(rw.rlocker())

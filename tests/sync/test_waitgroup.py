@@ -362,6 +362,23 @@ def test_once_fn_raising_is_still_done_and_only_first_caller_sees_it():
     once.do(boom)  # done: not called again, no exception
 
 
+def test_once_async_exception_in_waiting_caller_leaves_once_intact():
+    once = Once()
+    entered, release = threading.Event(), threading.Event()
+    first = spawn(once.do, lambda: (entered.set(), release.wait(WAIT)))
+    assert entered.wait(WAIT)
+    waiter = spawn(once.do, pytest.fail)
+    wait_blocked(waiter, "Once.do")
+    wait_parked(waiter)
+    other = spawn(once.do, pytest.fail)
+    wait_blocked(other, "Once.do")
+    async_raise(waiter)
+    release.set()
+    assert isinstance(finish(waiter).error, KeyboardInterrupt)
+    assert finish(first).error is None and finish(other).error is None
+    assert once.done()
+
+
 def test_once_happens_before_fn_return_to_every_do():
     once = Once()
     with installed() as fake:
@@ -417,6 +434,23 @@ def test_semaphore_fifo_head_blocks_smaller_later_acquires():
     assert finish(b).error is None
     s.release(3)  # a's 2 and b's 1: all held weight is back
     assert s.try_acquire(3)
+
+
+def test_semaphore_acquire_more_than_size_without_context_blocks_forever():
+    s = Semaphore(1)
+    doomed = spawn(s.acquire, 2)
+    info = wait_blocked(doomed, "Semaphore.acquire", s)
+    assert info.timeout is None
+    s.acquire()  # the doomed acquire blocks nobody
+    queued = spawn(s.acquire)
+    wait_blocked(queued, "Semaphore.acquire")
+    wait_parked(doomed)
+    async_raise(doomed)  # the only way out, delivered at its next wake-up
+    s.release()  # grants queued; the wake-up reaches doomed too, which stays doomed
+    assert finish(queued).error is None
+    assert isinstance(finish(doomed).error, KeyboardInterrupt)
+    s.release()
+    assert s.try_acquire()
 
 
 def test_semaphore_happens_before_release_to_acquire():
