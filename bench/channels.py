@@ -29,7 +29,6 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 
 from racecheck.sync.chan import Chan, select  # noqa: E402
 
-
 FANIN_CAP = 64
 
 

@@ -536,7 +536,7 @@ def _parse(cases: tuple[Any, ...]) -> list[tuple[int, Chan[Any] | None, Any]]:
     for case in cases:
         if type(case) is MethodType:
             func = case.__func__
-            ch = case.__self__
+            ch: Any = case.__self__  # a Chan: its method is one of Chan's
             if func is _RECV_OK_FUNC:
                 append((_RECV_OK, ch, None))
                 continue
@@ -547,9 +547,10 @@ def _parse(cases: tuple[Any, ...]) -> list[tuple[int, Chan[Any] | None, Any]]:
             append((_NEVER, None, None))
             continue
         elif type(case) is tuple and len(case) == 2:
-            fn = case[0]
+            fn: Any = case[0]
             if type(fn) is MethodType and fn.__func__ is _SEND_FUNC:
-                append((_SEND, fn.__self__, case[1]))
+                target: Any = fn.__self__
+                append((_SEND, target, case[1]))
                 continue
         raise TypeError(
             f"select case must be ch.recv, ch.recv_ok, (ch.send, value) or None, not {case!r}"
