@@ -141,14 +141,20 @@ class ObjectTokens:
         self._tokens: WeakKeyDictionary[Any, object] = WeakKeyDictionary()
 
     def publish(self, obj: object) -> None:
-        with self._lock:
-            token = events.publish(self._tokens.get(obj))
-            if token is not None:
-                self._tokens[obj] = token
+        try:
+            with self._lock:
+                token = events.publish(self._tokens.get(obj))
+                if token is not None:
+                    self._tokens[obj] = token
+        except TypeError:
+            pass  # unhashable or not weakly referenceable: no edge, never a broken call
 
     def consume(self, obj: object) -> None:
-        with self._lock:
-            token = self._tokens.get(obj)
+        try:
+            with self._lock:
+                token = self._tokens.get(obj)
+        except TypeError:
+            return
         events.consume(token)
 
     def clear(self) -> None:

@@ -32,11 +32,23 @@ _join_tokens = ObjectTokens()
 _patcher = Patcher()
 
 
+def _table(q: Any, create: bool) -> dict[int, list[Any]] | None:
+    """The pending table of ``q`` (call with ``_lock`` held); None for a queue subclass
+    that cannot be a weak key (unhashable): it then gets no edges, but keeps working."""
+    try:
+        table = _pending.get(q)
+        if table is None and create:
+            table = _pending[q] = {}
+    except TypeError:
+        return None
+    return table
+
+
 def _before_put(q: Any, item: object) -> None:
     with _lock:
-        table = _pending.get(q)
+        table = _table(q, True)
         if table is None:
-            table = _pending[q] = {}
+            return
         entry = table.get(id(item))
         token = events.publish(entry[0] if entry is not None else None)
         if entry is None:
@@ -48,7 +60,7 @@ def _before_put(q: Any, item: object) -> None:
 
 def _put_failed(q: Any, item: object) -> None:
     with _lock:
-        table = _pending.get(q)
+        table = _table(q, False)
         entry = table.get(id(item)) if table is not None else None
         if entry is not None:
             entry[1] -= 1
@@ -58,7 +70,7 @@ def _put_failed(q: Any, item: object) -> None:
 
 def _after_get(q: Any, item: object) -> None:
     with _lock:
-        table = _pending.get(q)
+        table = _table(q, False)
         entry = table.get(id(item)) if table is not None else None
         if entry is None:
             return  # put before racecheck started, or behind its back

@@ -90,16 +90,34 @@ def _lock_of(cond: Any) -> Any:
     return cond._lock
 
 
+def _acquired(lock: Any) -> None:
+    if type(lock) in RAW_LOCK_TYPES:
+        LOCK_TOKENS.acquire(lock)
+    else:  # a user-supplied lock object: weakly keyed, never kept alive
+        _tokens.consume(lock)
+
+
+def _releasing(lock: Any) -> None:
+    if type(lock) in RAW_LOCK_TYPES:
+        LOCK_TOKENS.release(lock)
+    else:
+        _tokens.publish(lock)
+
+
 def _cond_enter(self: Any) -> Any:
     result = _orig_cond_enter(self)
     if called_from_user(1):
-        raw_acquired(_lock_of(self), True, 2)
+        lock = _lock_of(self)
+        _acquired(lock)
+        events.lock_acquired(lock, True, 2)
     return result
 
 
 def _cond_exit(self: Any, *exc: Any) -> Any:
     if called_from_user(1):
-        raw_releasing(_lock_of(self))
+        lock = _lock_of(self)
+        events.lock_released(lock)
+        _releasing(lock)
     return _orig_cond_exit(self, *exc)
 
 
@@ -107,11 +125,11 @@ def _cond_wait(self: Any, timeout: float | None = None) -> bool:
     if not called_from_user(1):
         return _orig_cond_wait(self, timeout)
     lock = _lock_of(self)
-    LOCK_TOKENS.release(lock)
+    _releasing(lock)
     try:
         return _orig_cond_wait(self, timeout)
     finally:
-        LOCK_TOKENS.acquire(lock)  # re-acquired, even on timeout or interrupt
+        _acquired(lock)  # re-acquired, even on timeout or interrupt
 
 
 # --- Event ----------------------------------------------------------------------------------

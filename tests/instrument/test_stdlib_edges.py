@@ -583,3 +583,56 @@ def test_primitives_created_before_install_still_give_edges(eng: VCEngine) -> No
     finally:
         PRE_EXISTING_EVENT.clear()
     assert eng.hb("set", "waited") and eng.hb("locked", "locked-after")
+
+
+def test_odd_subclasses_keep_working_without_edges(eng: VCEngine) -> None:
+    class UnhashableQueue(queue.Queue):  # type: ignore[type-arg]
+        __hash__ = None  # type: ignore[assignment]
+
+    q = UnhashableQueue()
+    q.put(1)
+    assert q.get() == 1
+
+    class UnhashableEvent(threading.Event):
+        __hash__ = None  # type: ignore[assignment]
+
+    ev = UnhashableEvent()
+    ev.set()
+    assert ev.wait(0) and ev.is_set()
+
+
+def test_condition_over_a_python_lock_is_not_kept_alive(eng: VCEngine) -> None:
+    import gc
+    import weakref
+
+    class PyLock:
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def acquire(self, *args: Any) -> bool:
+            return self._lock.acquire(*args)
+
+        def release(self) -> None:
+            self._lock.release()
+
+        def __enter__(self) -> bool:
+            return self.acquire()
+
+        def __exit__(self, *exc: Any) -> None:
+            self.release()
+
+    lock = PyLock()
+    cond = threading.Condition(lock)  # type: ignore[arg-type]
+
+    def first(c: threading.Condition) -> None:
+        with c:
+            eng.mark("first")
+
+    start_raw(first, cond).wait()
+    with cond:
+        eng.mark("second")
+    assert eng.hb("first", "second")
+    ref = weakref.ref(lock)
+    del cond, lock
+    gc.collect()
+    assert ref() is None
