@@ -223,7 +223,15 @@ def _run_program(
         if callable(begin):
             begin()  # so leaked threads' reports say where they were started
     if runtime is not None:
-        runtime.enable(options)
+        from racecheck.instrument.importhook import project_root
+
+        script_dir = os.getcwd() if kind == "module" else os.path.dirname(os.path.abspath(name))
+        runtime.enable(
+            options,
+            roots=[script_dir, project_root()],
+            deadlock="exit",
+            on_finding=reporter.finding,
+        )
     try:
         if kind == "module":
             status = run_module(name, argv, compile_code=compile_code)
