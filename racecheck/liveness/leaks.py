@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from racecheck._rawsync import allocate_lock
 from racecheck.errors import LeakError
@@ -44,6 +44,7 @@ from racecheck.sync import events
 
 __all__ = [
     "LeakOption",
+    "LeakScope",
     "Snapshot",
     "find",
     "ignore_any_function",
@@ -736,42 +737,19 @@ def find(
 # ---------------------------------------------------------------------------------------
 
 
-class verify_none(contextlib.ContextDecorator):  # noqa: N801 - goleak's name, used as a function
-    """Fail if a thread started inside the scope is still running when it ends.
-
-    As a context manager::
-
-        with racecheck.leaks.verify_none():
-            run_server_once()
-
-    or as a decorator (``@verify_none()`` or ``@verify_none``).  Raises
-    :class:`LeakError` with the report; if the body itself raised, the body's exception
-    propagates unchanged and the leak report is attached to it as a note.
-    """
+class LeakScope(contextlib.ContextDecorator):
+    """One ``verify_none`` scope (see :func:`verify_none`).  As a decorator it opens a
+    fresh scope per call, so a decorated function can run concurrently or recursively."""
 
     def __init__(self, *options: LeakOption, max_wait: float = 1.0) -> None:
-        self._func: Callable[..., Any] | None = None
-        if len(options) == 1 and callable(options[0]) and not isinstance(options[0], LeakOption):
-            self._func = options[0]  # bare @verify_none
-            options = ()
         self._options: tuple[LeakOption, ...] = tuple(options)
         self._max_wait = max_wait
         self._baseline: Snapshot | None = None
-        if self._func is not None:
-            functools.update_wrapper(self, self._func)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._func is not None:
-            with self._recreate_cm():
-                return self._func(*args, **kwargs)
-        return super().__call__(*args, **kwargs)
+    def _recreate_cm(self) -> LeakScope:
+        return LeakScope(*self._options, max_wait=self._max_wait)
 
-    def _recreate_cm(self) -> verify_none:
-        # A fresh scope per call, so a decorated function can run concurrently or
-        # recursively.
-        return verify_none(*self._options, max_wait=self._max_wait)
-
-    def __enter__(self) -> verify_none:
+    def __enter__(self) -> LeakScope:
         _begin_recording()
         self._baseline = snapshot()
         return self
@@ -790,6 +768,28 @@ class verify_none(contextlib.ContextDecorator):  # noqa: N801 - goleak's name, u
         error = LeakError(text)
         error.finding = finding  # type: ignore[attr-defined]
         raise error
+
+
+@overload
+def verify_none(func: Callable[_P, _R], /) -> Callable[_P, _R]: ...
+@overload
+def verify_none(*options: LeakOption, max_wait: float = 1.0) -> LeakScope: ...
+def verify_none(*options: Any, max_wait: float = 1.0) -> Any:
+    """Fail if a thread started inside the scope is still running when it ends.
+
+    As a context manager::
+
+        with racecheck.leaks.verify_none():
+            run_server_once()
+
+    or as a decorator, ``@verify_none(...)`` or bare ``@verify_none``.  Raises
+    :class:`LeakError` (an ``AssertionError``) with the report, its ``finding``
+    attribute holding the data; if the body itself raised, the body's exception propagates
+    unchanged with the leak report attached as a note.
+    """
+    if len(options) == 1 and callable(options[0]) and not isinstance(options[0], LeakOption):
+        return LeakScope(max_wait=max_wait)(options[0])  # bare @verify_none
+    return LeakScope(*options, max_wait=max_wait)
 
 
 # ---------------------------------------------------------------------------------------

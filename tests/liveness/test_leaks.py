@@ -116,6 +116,44 @@ def test_bare_decorator(threads: Threads) -> None:
     assert clean(1) == 2
     assert clean.__name__ == "clean"
 
+    class Service:
+        @leaks.verify_none
+        def run(self, x: int) -> int:
+            return x * 2
+
+        @leaks.verify_none(max_wait=FAST)
+        def leak(self) -> None:
+            _parked(threads, name="from-method")
+
+    assert Service().run(2) == 4  # bound like a plain method
+    with pytest.raises(LeakError, match="from-method"):
+        Service().leak()
+
+
+def test_decorated_pytest_test_is_collected_and_checked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import threading
+        from racecheck.liveness import leaks
+
+        RELEASE = threading.Event()
+
+        @leaks.verify_none
+        def test_clean(tmp_path):
+            assert tmp_path.exists()
+
+        @leaks.verify_none(max_wait=0.05)
+        def test_leaky():
+            threading.Thread(target=RELEASE.wait, args=(10,), daemon=True).start()
+
+        def test_release():
+            RELEASE.set()
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:racecheck", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*racecheck.errors.LeakError*", "FAILED *::test_leaky*"])
+
 
 # -- ignore options ---------------------------------------------------------------------
 
