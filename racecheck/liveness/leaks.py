@@ -45,6 +45,8 @@ from racecheck.sync import events
 __all__ = [
     "LeakOption",
     "LeakScope",
+    "begin_recording",
+    "end_recording",
     "Snapshot",
     "find",
     "ignore_any_function",
@@ -414,6 +416,17 @@ def _end_recording() -> None:
     untrack = _stdlib_function("untrack_threads")
     if untrack is not None:
         untrack()
+
+
+def begin_recording() -> None:
+    """Record where threads and executors are created from now on (refcounted; pair
+    with :func:`end_recording`).  ``verify_none`` does this itself; ``racecheck run
+    --leaks`` calls it before the program starts so its report says where threads began."""
+    _begin_recording()
+
+
+def end_recording() -> None:
+    _end_recording()
 
 
 def _thread_created_at(thread: threading.Thread) -> Stack:
