@@ -501,12 +501,13 @@ class Chan(Generic[T]):
 
     def _park(self, w: _Waiter, queue: deque[_Waiter], what: str) -> None:
         """Sleep until ``w`` is completed; on an exception, cancel it if still possible."""
+        park = w.park
         try:
-            with events.blocking(self, what, created_at=self._created_at):
-                park = w.park
-                park.acquire()
-                while not w.done:  # a spurious release: only a completer sets done
+            if not (park.acquire(False) and w.done):  # already completed: no registration
+                with events.blocking(self, what, created_at=self._created_at):
                     park.acquire()
+                    while not w.done:  # a release without done set is spurious
+                        park.acquire()
         except BaseException as exc:
             with self._lock:
                 if _claim(w):  # nobody completed it: withdraw, the channel is untouched
@@ -702,10 +703,12 @@ def _select_block(
                     finished = (i, result)
                 break
         if finished is None:
-            with events.blocking(tuple(channels), "select", created_at=channels[0]._created_at):
-                park.acquire()
-                while not me.done:  # a spurious release: only a completer sets done
+            if not (park.acquire(False) and me.done):  # already completed: no registration
+                site = channels[0]._created_at
+                with events.blocking(tuple(channels), "select", created_at=site):
                     park.acquire()
+                    while not me.done:  # a release without done set is spurious
+                        park.acquire()
     except BaseException as exc:
         # Withdrawing takes every queued channel's lock in turn; a completer finishes
         # under its channel's lock, so afterwards the outcome is settled either way.
