@@ -25,7 +25,9 @@ not delivered (send) or not taken (receive) and the channel is exactly as if the
 never been made.  If a counterpart completed the operation at the same instant, the
 operation stands (the value was delivered exactly once) and the exception propagates
 with a note saying so, as if it had arrived just after the call returned, which is all a
-caller can ever tell apart anyway.  Exceptions are never swallowed.
+caller can ever tell apart anyway.  Exceptions are never swallowed.  (An exception
+injected into the few statements that run under a channel's lock is the one window no
+pure-Python code can close; the guarantee is for threads blocked in an operation.)
 """
 
 from __future__ import annotations

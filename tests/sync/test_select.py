@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import signal
 import threading
 import time
 from collections import Counter
@@ -399,3 +400,27 @@ def test_contract_select_receive_of_close(hb: FakeHB) -> None:
     (token,) = hb.of("publish", "C")
     assert select(a.recv_ok) == (0, (None, False))
     assert token in hb.of("consume", threading.current_thread().name)
+
+
+def test_ctrl_c_interrupts_a_blocked_select_and_withdraws_it() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("tests do not run on the main thread here")
+    a: Chan[int] = Chan()
+    b: Chan[int] = Chan()
+    main = threading.get_ident()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def interrupt() -> None:
+        wait_blocked(main, "select")
+        signal.pthread_kill(main, signal.SIGINT)
+
+    try:
+        helper = Worker(interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            select(a.recv, (b.send, 1))
+        helper.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert queued_entries(a, b) == 0
+    assert main not in events.blocked_threads()
+    assert select((a.send, 1), b.recv, default=True) == (-1, None)
