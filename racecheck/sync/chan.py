@@ -7,10 +7,12 @@ Design (Go's runtime, adapted to raw locks):
 * A thread that cannot proceed parks on a private raw lock held by a :class:`_Waiter`
   (Go's ``sudog``) queued on the channel.  The thread that completes the operation for it
   (the counterpart sender/receiver, or ``close``) first *claims* the waiter, moves the
-  value, then releases the park lock.  A ``select`` queues one entry per case, all
-  sharing one owner; the claim is a non-blocking acquire of the owner's claim lock, an
-  atomic test-and-set that needs no GIL, so exactly one channel completes a select even
-  though each channel only holds its own lock.
+  value, then releases the park lock.  A plain send/recv waits on one channel, so its
+  claim flag is guarded by that channel's lock.  A ``select`` queues one entry per case,
+  all sharing one owner whose flag is guarded by a small mutex of its own, so exactly one
+  channel completes a select though each channel holds only its own lock; a select
+  meeting another parked select claims both owners together (mutexes in id order) or
+  neither, so no third thread ever sees a half-made match.  No GIL is assumed.
 * Happens-before (Go memory model), through :mod:`racecheck.sync.events`: a send's token
   travels with its value to the receive that takes it; a receive on an unbuffered channel
   publishes a token its sender consumes; on a buffered channel of capacity C each receive
