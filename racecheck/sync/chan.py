@@ -654,6 +654,15 @@ def select(*cases: Any, default: bool = False) -> tuple[int, Any]:
         kind, ch, value = parsed[i]
         if ch is None:
             continue
+        # A peek without the lock skips a case that is not ready (Go's non-blocking fast
+        # path does the same): emptiness is read before closedness, and a closed channel
+        # never reopens, so a "not ready" seen here was true at some instant during this
+        # call; a blocking select re-checks every case under its lock in pass 2 anyway.
+        if kind:
+            if not (ch._buf or ch._sendq or ch._closed):
+                continue
+        elif not (ch._recvq or ch._closed) and len(ch._buf) >= ch._cap:
+            continue
         with ch._lock:
             if kind and ch._buf:  # a receive from a buffer: the common ready case, inlined
                 got = ch._buffer_recv(hb)
