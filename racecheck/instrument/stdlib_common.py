@@ -82,7 +82,11 @@ INTERNAL_PREFIXES: tuple[str, ...] = (
 )
 
 _internal_cache: dict[str, bool] = {}
-_internal_cache_lock = allocate_lock()
+"""A memo of pure, idempotent verdicts.  Deliberately lock-free: the backends call
+:func:`is_internal_file` from inside profile/monitoring callbacks, which can fire while
+racecheck itself holds a lock (the ``__exit__`` of a ``with`` block is a C call), so
+taking a lock here could self-deadlock.  Single ``dict`` get/set calls are thread-safe
+on free-threaded builds too (per-object locks), and a lost write only costs a recompute."""
 
 
 def is_internal_file(filename: str) -> bool:
@@ -92,8 +96,7 @@ def is_internal_file(filename: str) -> bool:
         return known
     path = os.path.abspath(filename) if filename and not filename.startswith("<") else filename
     verdict = any(path.startswith(prefix) for prefix in INTERNAL_PREFIXES)
-    with _internal_cache_lock:
-        _internal_cache[filename] = verdict
+    _internal_cache[filename] = verdict
     return verdict
 
 

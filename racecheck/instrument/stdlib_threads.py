@@ -44,7 +44,11 @@ _exit_token: object | None = None
 
 
 def capture_stack(depth: int = 1, limit: int = 32) -> Stack:
-    """The caller's stack ``depth`` frames up, innermost first, racecheck frames skipped."""
+    """The caller's stack ``depth`` frames up, innermost first, racecheck frames skipped.
+
+    The walk stops at the first racecheck frame *below* user frames: that is the harness
+    (``racecheck run``'s runner, the CLI and click), not part of the user's story.
+    """
     try:
         frame: Any = sys._getframe(depth + 1)
     except ValueError:
@@ -54,6 +58,8 @@ def capture_stack(depth: int = 1, limit: int = 32) -> Stack:
         code = frame.f_code
         if not code.co_filename.startswith(_RACECHECK_DIR):
             out.append(Frame(code.co_filename, frame.f_lineno, code.co_name))
+        elif out:
+            break
         frame = frame.f_back
     return tuple(out)
 

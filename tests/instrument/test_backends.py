@@ -301,3 +301,33 @@ def test_helper_file_is_not_internal(helper: Any) -> None:
     assert not is_internal_file(helper.__file__)
     assert is_internal_file(threading.__file__)
     assert is_internal_file(str(Path(base.__file__)))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_cold_internal_cache_with_backend_running_does_not_self_deadlock(
+    eng: VCEngine, name: str
+) -> None:
+    """Regression: is_internal_file used to fill its cache under a lock; the lock's own
+    ``__exit__`` fired the backend, which re-entered is_internal_file and deadlocked."""
+    from racecheck.instrument import stdlib_common
+    from racecheck.instrument.stdlib_common import called_from_user
+
+    saved = dict(stdlib_common._internal_cache)
+    stdlib_common._internal_cache.clear()
+    results: list[bool] = []
+
+    def cold() -> None:
+        b = _make(name)
+        b.start()
+        try:
+            results.append(called_from_user(0))
+            results.append(stdlib_common.is_internal_file("/nowhere/cold_file.py"))
+        finally:
+            b.stop()
+
+    t = threading.Thread(target=cold, daemon=True)
+    t.start()
+    t.join(5)
+    stdlib_common._internal_cache.update(saved)
+    assert not t.is_alive(), "deadlocked"
+    assert results == [True, False]

@@ -55,19 +55,28 @@ class SetProfileBackend:
         runs for every call and return in the thread."""
         backend = self
         c_call, c_return = "c_call", "c_return"
+        # Captured, not looked up as globals: at interpreter shutdown the modules' globals
+        # turn to None while this function may still be installed.
+        is_finalizing, setprofile = sys.is_finalizing, sys.setprofile
+        classify, internal = lock_call, is_internal_file
+        before, after = before_call, after_return
 
         def profile(frame: FrameType, event: str, arg: Any) -> None:
-            if event == c_call:
-                if not backend._active:
-                    sys.setprofile(chained)
-                    return
-                found = lock_call(arg, None)
-                if found is not None and not is_internal_file(frame.f_code.co_filename):
-                    before_call(*found)
-            elif event == c_return:
-                found = lock_call(arg, None)
-                if found is not None and not is_internal_file(frame.f_code.co_filename):
-                    after_return(found[0], found[1], 1)
+            try:
+                if event == c_call:
+                    if not backend._active:
+                        setprofile(chained)
+                        return
+                    found = classify(arg, None)
+                    if found is not None and not internal(frame.f_code.co_filename):
+                        before(*found)
+                elif event == c_return:
+                    found = classify(arg, None)
+                    if found is not None and not internal(frame.f_code.co_filename):
+                        after(found[0], found[1], 1)
+            except Exception:
+                if not is_finalizing():
+                    raise
 
         if chained is None:
             return profile

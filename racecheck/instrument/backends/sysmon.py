@@ -50,8 +50,8 @@ class SysMonitoringBackend:
         self.tool_id = tool_id
         ev = mon.events
         try:
-            mon.register_callback(tool_id, ev.CALL, _on_call)
-            mon.register_callback(tool_id, ev.C_RETURN, _on_c_return)
+            mon.register_callback(tool_id, ev.CALL, _guarded(_on_call))
+            mon.register_callback(tool_id, ev.C_RETURN, _guarded(_on_c_return))
             # C_RETURN cannot be enabled without C_RAISE; a raising acquire gets no edge,
             # so C_RAISE has no callback.
             mon.set_events(tool_id, ev.CALL | ev.C_RETURN | ev.C_RAISE)
@@ -73,6 +73,23 @@ class SysMonitoringBackend:
 
 
 _DISABLE: Any = sys.monitoring.DISABLE if sys.version_info >= (3, 12) else None  # type: ignore[attr-defined]
+
+
+def _guarded(callback: Any) -> Any:
+    """The callback, made safe at interpreter shutdown: a backend still registered while
+    modules are torn down sees its globals turn to None; those errors are dropped then
+    (and only then), everything it needs being captured here."""
+    is_finalizing = sys.is_finalizing
+
+    def guarded(code: CodeType, offset: int, func: Any, arg0: Any) -> Any:
+        try:
+            return callback(code, offset, func, arg0)
+        except Exception:
+            if is_finalizing():
+                return None
+            raise
+
+    return guarded
 
 
 def _may_call_lock_methods(code: CodeType) -> bool:
