@@ -162,7 +162,7 @@ WORKLOADS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000, help="messages per run")
-    parser.add_argument("--runs", type=int, default=5, help="runs per workload (median)")
+    parser.add_argument("--runs", type=int, default=7, help="runs per workload (median)")
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]}, {args.n} messages, median of {args.runs} runs")
     print(f"{'workload':<22} {'Chan msg/s':>12} {'Queue msg/s':>12} {'ratio':>7}")
