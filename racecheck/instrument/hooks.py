@@ -41,8 +41,6 @@ from collections import deque
 from types import FrameType, MethodDescriptorType, ModuleType, WrapperDescriptorType
 from typing import TYPE_CHECKING, Any
 
-from racecheck._rawsync import allocate_lock
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -83,7 +81,9 @@ MODULE = 4  # the object is a module: (module, name)
 _MISSING: Any = object()
 _IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: static/builtin types, never written
 
-_cache_lock = allocate_lock()
+_cache_lock = _thread.RLock()
+"""Guards cache writes.  Re-entrant: a garbage collection inside a locked section can
+run a user's ``__del__``, whose instrumented code calls the hooks again."""
 _reads: dict[str, dict[int, int]] = {}
 _writes: dict[str, dict[int, int]] = {}
 _dels: dict[str, dict[int, int]] = {}
@@ -101,27 +101,42 @@ _GLOBAL_DUNDERS = frozenset(
 
 
 def _forget(key: int, ref: weakref.ref[Any]) -> None:
-    """Weakref callback: the object whose id was ``key`` died, drop its entries."""
+    """Weakref callback: the object whose id was ``key`` died, drop its entries.
+
+    Takes no lock: a callback can run in whichever thread drops the last reference,
+    including one inside ``_store`` holding the lock.  It is still exact: no entry for
+    ``key`` can be added concurrently, because that would need a live object with this
+    id, and the id is only reused after the callback returned.  It iterates copies, as
+    other threads may add names meanwhile.
+    """
     try:
-        with _cache_lock:
-            if _refs.get(key) is not ref:
-                return
-            del _refs[key]
-            for table in (_reads, _writes, _dels):
-                for per_type in table.values():
-                    per_type.pop(key, None)
-            _objok.pop(key, None)
-            _ckinds.pop(key, None)
+        if _refs.get(key) is not ref:
+            return
+        for table in (_reads, _writes, _dels):
+            for per_type in table.copy().values():
+                per_type.pop(key, None)
+        _objok.pop(key, None)
+        _ckinds.pop(key, None)
+        _refs.pop(key, None)
     except Exception:  # pragma: no cover - interpreter shutdown
         pass
 
 
-def _register(obj: object) -> None:
+def _guard(obj: object) -> weakref.ref[Any] | None:
+    """The weak reference that will forget ``obj``'s id; made outside the lock (an
+    allocation can run the garbage collector, hence ``__del__`` methods in instrumented
+    code, hence hooks)."""
+    key = id(obj)
+    if key in _refs:
+        return None
+    return weakref.ref(obj, lambda ref, key=key: _forget(key, ref))
+
+
+def _register(obj: object, guard: weakref.ref[Any] | None) -> None:
     """Must hold ``_cache_lock``.  ``obj`` is alive (the caller holds it), so its id
     cannot be reused before the callback runs."""
-    key = id(obj)
-    if key not in _refs:
-        _refs[key] = weakref.ref(obj, lambda ref, key=key: _forget(key, ref))
+    if guard is not None:
+        _refs.setdefault(id(obj), guard)
 
 
 def _invalidate(name: str) -> None:
@@ -138,11 +153,11 @@ def _invalidate(name: str) -> None:
 
 
 def _store(table: dict[str, dict[int, int]], tp: type, name: str, kind: int) -> None:
+    guard = _guard(tp)
+    fresh: dict[int, int] = {}
     with _cache_lock:
-        _register(tp)
-        per_type = table.get(name)
-        if per_type is None:
-            per_type = table[name] = {}
+        _register(tp, guard)
+        per_type = table.setdefault(name, fresh)
         per_type[id(tp)] = kind
 
 
@@ -258,8 +273,9 @@ def _object_ok(obj: Any) -> bool:
     else:
         name = getattr(obj, "__name__", "")
         ok = not (isinstance(name, str) and (name == "racecheck" or name.startswith("racecheck.")))
+    guard = _guard(obj)
     with _cache_lock:
-        _register(obj)
+        _register(obj, guard)
         _objok[id(obj)] = ok
     return ok
 
@@ -388,8 +404,9 @@ def _container_kind(tp: type) -> int:
     except KeyError:
         pass
     bits = _compute_kind(tp)
+    guard = _guard(tp)
     with _cache_lock:
-        _register(tp)
+        _register(tp, guard)
         _ckinds[id(tp)] = bits
     return bits
 
