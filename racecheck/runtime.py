@@ -110,8 +110,9 @@ def enable(
         if deadlock != "off":
             from racecheck.liveness.deadlock import DeadlockDetector
 
+            on_deadlock = _deadlock_exit if deadlock == "exit" else _found
             session.deadlock = DeadlockDetector(
-                on_deadlock=lambda f: _found(session, f, True), mode=deadlock
+                on_deadlock=lambda f: on_deadlock(session, f, True), mode=deadlock
             ).start()
         if instrument_imports:
             dirs = [str(Path(r).resolve()) for r in (roots or [importhook.project_root()])]
@@ -166,6 +167,17 @@ def _found(session: _Session, finding: Finding, other: bool = False) -> None:
         callback(finding)
     if session.options.halt_on_error:
         _halt(session, finding)
+
+
+def _deadlock_exit(session: _Session, finding: Finding, other: bool = True) -> None:
+    """In ``exit`` mode the deadlock checker prints the report and exits with status 2
+    itself; all that is left to do here is record it and write the ``--report`` files,
+    which the normal end of the run will never reach."""
+    from racecheck.report.console import Reporter
+
+    with _annotations_lock:
+        session.other.append(finding)
+    Reporter(session.options).write_reports(findings())
 
 
 def _halt(session: _Session, finding: Finding) -> None:
