@@ -141,3 +141,30 @@ def test_clear_shadow_forgets_history():
     d.write_attr(o, "x", F())
     assert d.races() == []
     assert d.stats()["shadow_objects"] == 1
+
+
+def test_user_del_running_inside_the_engine_does_not_deadlock():
+    """A sweep (inside the slow path, under the shadow lock) frees a list whose item's
+    __del__ reports an access: the re-entrant access is dropped, not deadlocked on."""
+    import threading
+
+    d = Detector()
+    deleted = []
+
+    class Noisy:
+        def __del__(self):
+            d.write_attr(self, "gone", F())
+            deleted.append(True)
+
+    def body():
+        box = [[Noisy()]]
+        d.mutate(box[0], F())
+        box.clear()  # now only the shadow holds the list
+        for _ in range(1100):  # enough strong entries to trigger a sweep
+            d.mutate([], F())
+
+    t = threading.Thread(target=body, daemon=True)  # a deadlock must not hang exit
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "engine deadlocked on re-entry"
+    assert deleted == [True]
