@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import sys
 import traceback
 
 import pytest
@@ -269,3 +270,21 @@ def test_bytes_source_with_encoding_cookie():
     ns: dict = {"__name__": "enc"}
     exec(code, ns)
     assert ns["s"] == "\u00e9"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="PEP 695 syntax")
+def test_type_parameters_and_type_aliases(load, maybe_sink):
+    m = load(
+        """
+        type Pair[T] = tuple[T, T]
+        def first[T](xs: list[T]) -> T:
+            return xs[0]
+        class Box[T]:
+            def __init__(self, v: T):
+                self.v = v
+        """,
+        name="rcpep695",
+    )
+    assert m.first([3, 4]) == 3
+    assert m.Box(5).v == 5
+    assert m.Pair.__value__ == tuple[m.Pair.__type_params__[0], m.Pair.__type_params__[0]]

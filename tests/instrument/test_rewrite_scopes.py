@@ -177,3 +177,15 @@ def test_dir_of_module_gains_only_one_name(load):
         "__package__",
         "__spec__",
     } == {"__rc__"}
+
+
+def test_globals_of_a_plain_namespace_are_one_location(sink):
+    from racecheck.instrument.rewrite import compile_instrumented
+
+    ns: dict = {"__name__": "not_a_module"}
+    exec(compile_instrumented("x = 1\ndef f():\n    return x\n", "<ns>"), ns)
+    ns["f"]()
+    calls = sink.take()
+    assert [(op, key) for op, _obj, key, _ in calls] == [("write", "x"), ("read", "x")]
+    assert calls[0][1] is calls[1][1]
+    assert isinstance(calls[0][1], hooks.Namespace)
