@@ -311,12 +311,17 @@ class Detector:
             )
             child = self._start_state(parent.vc, slot, rec)
             key = id(thread)
+            records = self._records
+
+            def forget(_ref: object, key: int = key) -> None:
+                records.pop(key, None)  # lock-free: one atomic dict operation
+
             try:
-                ref = weakref.ref(thread, lambda _r, k=key: self._records.pop(k, None))
+                ref: weakref.ref[Any] | None = weakref.ref(thread, forget)
             except TypeError:
                 ref = None
             if ref is not None:
-                self._records[key] = (ref, rec)
+                records[key] = (ref, rec)
         self._tick(parent)
         return ForkToken(tuple(child.vc), slot, rec)
 
@@ -561,10 +566,11 @@ class Detector:
             attrs = sh.attrs
             if attrs is None:
                 attrs = sh.attrs = {}
-            cell = attrs.get(key)  # type: ignore[call-overload]
-            if cell is None:
-                cell = attrs[key] = Cell()  # type: ignore[index]
-            return cell
+            name = str(key)
+            found = attrs.get(name)
+            if found is None:
+                found = attrs[name] = Cell()
+            return found
         if ns == _ITEM:
             items = sh.items
             if items is None:

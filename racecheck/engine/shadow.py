@@ -166,12 +166,15 @@ class _IdKey:
 def key_repr(key: object) -> str:
     if type(key) is tuple and len(key) == 3 and key[0] is _IdKey:
         tp = key[1]
-        return f"<{_qualified(tp)} object at {key[2]:#x}>"  # type: ignore[arg-type]
+        return f"<{_qualified(tp)} object at {key[2]:#x}>"
     return repr(key)
 
 
 class _ShadowRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference that knows its shadow key, so its callback needs no closure."""
+
     __slots__ = ("key",)
+    key: int
 
 
 def _strong_refs(sh: ObjShadow) -> int:

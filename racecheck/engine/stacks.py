@@ -82,7 +82,7 @@ LOST_STACK: Stack = (Frame("[failed to restore the stack]", 0, "?"),)
 def history_capacity(history_size: int) -> int:
     """Go-style ``history_size`` (0..7, default 1) to the number of distinct stacks kept:
     4096 << history_size."""
-    return 4096 << max(0, min(int(history_size), 16))
+    return 4096 << max(0, min(int(history_size), 10))
 
 
 class StackTable:
