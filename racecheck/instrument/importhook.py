@@ -251,6 +251,11 @@ class RewritingLoader(importlib.machinery.SourceFileLoader):
         return load_instrumented(path, self.get_data(path))
 
 
+# Fidelity: a program that looks at ``type(__loader__).__name__`` sees what plain python
+# shows (it is a SourceFileLoader in every other respect too).
+RewritingLoader.__name__ = RewritingLoader.__qualname__ = "SourceFileLoader"
+
+
 class RewritingFinder:
     """The ``sys.meta_path`` entry."""
 

@@ -194,3 +194,11 @@ def test_corrupt_cache_is_rewritten(project):
 
     assert _instrumented(again)
     assert importhook.stats()["rewritten"] == before["rewritten"] + 1
+
+
+def test_loader_looks_like_the_stock_one(project):
+    import rcplain
+
+    assert type(rcplain.__loader__).__name__ == "SourceFileLoader"
+    assert isinstance(rcplain.__loader__, importlib.machinery.SourceFileLoader)
+    assert rcplain.__cached__ == importlib.util.cache_from_source(rcplain.__file__)
