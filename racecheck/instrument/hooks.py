@@ -129,7 +129,11 @@ def _guard(obj: object) -> weakref.ref[Any] | None:
     key = id(obj)
     if key in _refs:
         return None
-    return weakref.ref(obj, lambda ref, key=key: _forget(key, ref))
+
+    def callback(ref: weakref.ref[Any]) -> None:
+        _forget(key, ref)
+
+    return weakref.ref(obj, callback)
 
 
 def _register(obj: object, guard: weakref.ref[Any] | None) -> None:
@@ -372,7 +376,7 @@ _BASES: tuple[tuple[type, int], ...] = (
     (deque, C_ITEMS | C_ITER | C_METHODS | C_INDEXED),
     (set, C_ITER | C_METHODS),
 )
-_VIEW_TYPES = (type({}.keys()), type({}.values()), type({}.items()))
+_VIEW_TYPES: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 
 _EXACT: dict[type, int] = {base: bits for base, bits in _BASES}
 for _view in _VIEW_TYPES:

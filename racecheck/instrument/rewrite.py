@@ -203,9 +203,9 @@ class _ScopeBuilder(ast.NodeVisitor):
     def _bind_params(self, args: ast.arguments) -> None:
         for a in (*args.posonlyargs, *args.args, *args.kwonlyargs):
             self.cur.bound.add(a.arg)
-        for a in (args.vararg, args.kwarg):
-            if a is not None:
-                self.cur.bound.add(a.arg)
+        for star in (args.vararg, args.kwarg):
+            if star is not None:
+                self.cur.bound.add(star.arg)
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self.bind(node.name, other=False)
@@ -217,7 +217,7 @@ class _ScopeBuilder(ast.NodeVisitor):
         self._visit_list(node.body)
         self.stack.pop()
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._visit_list(node.args.defaults)
@@ -248,11 +248,11 @@ class _ScopeBuilder(ast.NodeVisitor):
         self._visit_list(parts)
         self.stack.pop()
 
-    def visit_ListComp(self, node: ast.ListComp) -> None:
+    def visit_ListComp(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp) -> None:
         self._visit_comp(node, [node.elt])
 
-    visit_SetComp = visit_ListComp  # type: ignore[assignment]
-    visit_GeneratorExp = visit_ListComp  # type: ignore[assignment]
+    visit_SetComp = visit_ListComp
+    visit_GeneratorExp = visit_ListComp
 
     def visit_DictComp(self, node: ast.DictComp) -> None:
         self._visit_comp(node, [node.key, node.value])
@@ -283,7 +283,7 @@ class _ScopeBuilder(ast.NodeVisitor):
         for name in _import_names(node):
             self.bind(name, other=False)
 
-    visit_ImportFrom = visit_Import  # type: ignore[assignment]
+    visit_ImportFrom = visit_Import
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
         if node.name:
@@ -407,12 +407,17 @@ class _Rewriter(ast.NodeTransformer):
         while (
             insert_at < len(body)
             and isinstance(body[insert_at], ast.ImportFrom)
-            and body[insert_at].module == "__future__"  # type: ignore[attr-defined]
+            and body[insert_at].module == "__future__"
         ):
             insert_at += 1
         like = body[insert_at - 1] if insert_at else (body[0] if body else tree)
         line = getattr(like, "lineno", 1)
-        loc = {"lineno": line, "col_offset": 0, "end_lineno": line, "end_col_offset": 0}
+        loc: dict[str, Any] = {
+            "lineno": line,
+            "col_offset": 0,
+            "end_lineno": line,
+            "end_col_offset": 0,
+        }
         prologue: list[ast.stmt] = [
             ast.ImportFrom(
                 module="racecheck.instrument.hooks",
@@ -462,7 +467,7 @@ class _Rewriter(ast.NodeTransformer):
         self.stack.pop()
         return [node, *self.write_records([node.name], node)]
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node: ast.Lambda) -> Any:
         node.args.defaults = self.visit_list(node.args.defaults)
@@ -499,11 +504,11 @@ class _Rewriter(ast.NodeTransformer):
         self.stack.pop()
         return node
 
-    def visit_ListComp(self, node: ast.ListComp) -> Any:
+    def visit_ListComp(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp) -> Any:
         return self._comp(node, ("elt",))
 
-    visit_SetComp = visit_ListComp  # type: ignore[assignment]
-    visit_GeneratorExp = visit_ListComp  # type: ignore[assignment]
+    visit_SetComp = visit_ListComp
+    visit_GeneratorExp = visit_ListComp
 
     def visit_DictComp(self, node: ast.DictComp) -> Any:
         return self._comp(node, ("key", "value"))
@@ -594,7 +599,7 @@ class _Rewriter(ast.NodeTransformer):
         node.orelse = self.body(node.orelse)
         return node
 
-    visit_AsyncFor = visit_For  # type: ignore[assignment]
+    visit_AsyncFor = visit_For
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> Any:
         names: list[str] = []
@@ -607,7 +612,7 @@ class _Rewriter(ast.NodeTransformer):
         node.body = self.body(node.body, self.write_records(names, node))
         return node
 
-    visit_AsyncWith = visit_With  # type: ignore[assignment]
+    visit_AsyncWith = visit_With
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
         if node.type is not None:
@@ -619,7 +624,7 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> Any:
         return [node, *self.write_records(_import_names(node), node)]
 
-    visit_ImportFrom = visit_Import  # type: ignore[assignment]
+    visit_ImportFrom = visit_Import
 
     def visit_match_case(self, node: ast.match_case) -> Any:
         # Patterns are not expressions (a value pattern must stay a dotted name).
