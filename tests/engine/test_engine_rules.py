@@ -363,3 +363,16 @@ def test_read_shared_same_epoch_takes_the_fast_path(d):
     b.join()
     assert isinstance(d._objs[id(o)].attrs["x"].r, dict)
     assert stacks_before[0] == stacks_before[1]
+
+
+def test_same_epoch_is_skipped_for_every_key_type_and_audits(d):
+    box: dict[object, int] = {}
+    d.write_item(box, (1, "a"), F())
+    d.audit(box, "mutate", "add", 0)
+    before = d.stats()["stacks"]
+    d.write_item(box, (1, "a"), F())  # new lines, same epoch: nothing recorded
+    d.audit(box, "mutate", "add", 0)
+    assert d.stats()["stacks"] == before
+    d.publish(None)  # a new epoch: recorded again
+    d.write_item(box, (1, "a"), F())
+    assert d.stats()["stacks"] == before + 1

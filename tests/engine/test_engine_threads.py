@@ -165,3 +165,23 @@ def test_thread_info_in_reports():
     assert prev.target == "EngineThread._run"
     assert prev.tid != race.current.thread.tid
     assert race.current.thread.running is True
+
+
+def test_accesses_before_begin_precede_the_threads_later_accesses():
+    """A thread that touched memory before its begin() (adopted as unknown) keeps its
+    own order across the switch to the forked state."""
+    d = Detector()
+    o = Obj()
+    th = threading.Thread(target=lambda: None)
+    token = d.fork(th, ())
+
+    def body():
+        d.write_attr(o, "x", F())  # adopted: no begin yet
+        d.begin(th, token)
+        d.write_attr(o, "x", F())
+        d.end(th)
+
+    raw = threading.Thread(target=body)
+    raw.start()
+    raw.join(5)
+    assert d.races() == []
