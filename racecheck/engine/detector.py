@@ -44,7 +44,14 @@ from racecheck.engine.clock import (
     vc_join,
     vc_join_into,
 )
-from racecheck.engine.shadow import Cell, ObjShadow, ShadowTable, item_key, key_repr
+from racecheck.engine.shadow import (
+    Cell,
+    ObjShadow,
+    ShadowTable,
+    describe,
+    item_key,
+    key_repr,
+)
 from racecheck.engine.stacks import (
     DEFAULT_DEPTH,
     LOST_STACK,
@@ -563,7 +570,7 @@ class Detector:
         finally:
             ts.busy = False
         if prevs:
-            self._report(ts, sh, ns, key, op, frame, prevs)
+            self._report(ts, obj, ns, key, op, frame, prevs)
 
     @staticmethod
     def _cell_locked(sh: ObjShadow, ns: int, key: object) -> Cell:
@@ -599,19 +606,20 @@ class Detector:
 
     # ---- reports -------------------------------------------------------------------
 
-    def _location(self, sh: ObjShadow, ns: int, key: object, op: str) -> str:
+    @staticmethod
+    def _location(prefix: str, ns: int, key: object, op: str) -> str:
         if ns == _ATTR:
-            return f"{sh.prefix}.{key}"
+            return f"{prefix}.{key}"
         if ns == _ITEM:
-            return f"{sh.prefix}[{key_repr(item_key(key)[0])}]"
+            return f"{prefix}[{key_repr(item_key(key)[0])}]"
         if ns == _WHOLE:
-            return sh.prefix
-        return f"{sh.prefix}.{op}"
+            return prefix
+        return f"{prefix}.{op}"
 
     def _report(
         self,
         ts: _ThreadState,
-        sh: ObjShadow,
+        obj: object,
         ns: int,
         key: object,
         op: str,
@@ -622,12 +630,13 @@ class Detector:
         with self._reg:
             cur_thread = ts.rec.info()
             prev_threads = [p[2].info() for p in prevs]
-        current = Access(op, self._location(sh, ns, key, op), sh.repr, cur_thread, cur_stack)
+        prefix, desc = describe(obj)
+        current = Access(op, self._location(prefix, ns, key, op), desc, cur_thread, cur_stack)
         new: list[RaceFinding] = []
         for (pop, sid, _rec), pthread in zip(prevs, prev_threads, strict=True):
             flat = self._stacks.get(sid)
             pstack = to_frames(flat) if flat is not None else LOST_STACK
-            previous = Access(pop, self._location(sh, ns, key, pop), sh.repr, pthread, pstack)
+            previous = Access(pop, self._location(prefix, ns, key, pop), desc, pthread, pstack)
             finding = RaceFinding(current, previous)
             pair = finding.site_pair
             with self._report_lock:

@@ -62,18 +62,17 @@ class Cell:
 
 
 class ObjShadow:
-    """Every cell of one user object, plus how to name it in reports (strings computed
-    once, without calling the user's ``__repr__``)."""
+    """Every cell of one user object.  How to name the object in reports is computed
+    only when a race is reported, from the live object the racing access passed in
+    (:func:`describe`), so creating a shadow costs no string formatting."""
 
-    __slots__ = ("attrs", "items", "whole", "audit", "prefix", "repr", "ref", "strong", "keys")
+    __slots__ = ("attrs", "items", "whole", "audit", "ref", "strong", "keys")
 
-    def __init__(self, prefix: str, desc: str) -> None:
+    def __init__(self) -> None:
         self.attrs: dict[str, Cell] | None = None
         self.items: dict[object, Cell] | None = None
         self.whole: Cell | None = None
         self.audit: Cell | None = None
-        self.prefix = prefix
-        self.repr = desc
         self.ref: Any = None
         self.strong: Any = None
         self.keys: list[object] | None = None
@@ -192,7 +191,8 @@ class ShadowTable:
         self._strong_cap = max(16, strong_cap)
         self._weakrefable: dict[type, bool] = {}
         self.reclaimed = 0
-        probe = ObjShadow("", "")
+        self._dead_cb = self._dead  # one bound method, not one per shadow
+        probe = ObjShadow()
         probe.strong = []
         self._baseline = _strong_refs(probe)
 
@@ -202,8 +202,7 @@ class ShadowTable:
         sh = self.objs.get(key)
         if sh is not None:
             return sh
-        prefix, desc = describe(obj)
-        new = ObjShadow(prefix, desc)
+        new = ObjShadow()
         tp = type(obj)
         weak = self._weakrefable.get(tp)
         if weak is None:
@@ -215,7 +214,7 @@ class ShadowTable:
                 return sh
             if weak:
                 try:
-                    ref = _ShadowRef(obj, self._dead)
+                    ref = _ShadowRef(obj, self._dead_cb)
                 except TypeError:
                     weak = False
                 else:
