@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import linecache
 import os
+import threading
 from types import CodeType, FrameType
 from typing import Any
 
@@ -21,6 +22,15 @@ from racecheck.report.findings import Frame, Stack
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 """Frames whose file is under here are racecheck's own and never shown."""
+
+RUNNER_FILE = PACKAGE_DIR + "runner.py"
+"""``racecheck run``'s launcher: frames older than it (the CLI, click, the console
+script) are not the program's and are cut off."""
+
+_THREADING_FILE = threading.__file__
+"""Thread bootstrap frames (``_bootstrap``, ``_bootstrap_inner``, ``run``) at the outer
+end of a thread's stack are dropped: the thread's creation stack says where it came from,
+as Go's reports do."""
 
 FlatStack = tuple[object, ...]
 """``(filename, lineno, function, filename, lineno, function, ...)``, innermost first."""
@@ -42,14 +52,21 @@ def capture(frame: FrameType | None, limit: int = 1000) -> FlatStack:
             out.append(frame.f_lineno)
             out.append(code.co_name)
             n += 1
+        elif filename == RUNNER_FILE:
+            break
         frame = frame.f_back
     return tuple(out)
 
 
 def to_frames(flat: FlatStack) -> Stack:
     """Report-time rendering: Frame objects with the source line from linecache."""
+    end = len(flat)
+    while end >= 3 and flat[end - 3] == _THREADING_FILE:
+        end -= 3
+    if end == 0:
+        end = len(flat)  # nothing but threading frames: keep them
     frames = []
-    for i in range(0, len(flat), 3):
+    for i in range(0, end, 3):
         filename = str(flat[i])
         lineno = int(flat[i + 1])  # type: ignore[call-overload]
         line = linecache.getline(filename, lineno).strip()
@@ -128,6 +145,8 @@ class StackTable:
             if not code.co_filename.startswith(pkg):
                 stored.append(code)
                 stored.append(f.f_lasti)
+            elif code.co_filename == RUNNER_FILE:
+                break
             f = f.f_back
             n += 1
         with self._lock:

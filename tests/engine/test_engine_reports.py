@@ -224,3 +224,22 @@ def test_stats():
     d.write_attr(Obj(), "x", F())
     s = d.stats()
     assert {"shadow_objects", "stacks", "slots", "live_threads", "races"} <= set(s)
+
+
+def test_stacks_stop_at_the_launcher_and_drop_thread_bootstrap_frames():
+    import threading
+
+    from racecheck.engine.stacks import RUNNER_FILE
+
+    d = Detector()
+    o = Obj()
+
+    def access():
+        d.write_attr(o, "x", F())
+
+    launched = compile("access()", RUNNER_FILE, "exec")  # as if racecheck run exec'd it
+    racy(d, access, lambda: exec(launched, {"access": access}))
+    [race] = d.races()
+    assert [f.function for f in race.current.stack] == ["access"]
+    assert race.previous.stack[0].function == "access"
+    assert not any(f.filename == threading.__file__ for f in race.previous.stack)
