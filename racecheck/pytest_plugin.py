@@ -398,7 +398,7 @@ _runner_dirs: tuple[str, ...] | None = None
 def _is_runner_frame(filename: str) -> bool:
     global _runner_dirs
     if _runner_dirs is None:  # main thread only (called while draining)
-        _runner_dirs = _package_dirs("_pytest", "pytest", "pluggy", "xdist", "execnet")
+        _runner_dirs = _package_dirs("_pytest", "pytest", "pluggy", "xdist", "execnet", "unittest")
     path = os.path.realpath(filename)
     return path.startswith(_runner_dirs)
 
@@ -775,11 +775,10 @@ class RacecheckSession:
                 write(f"    in {where} ({incident.when})")
         from racecheck.report.text import summary_lines
 
+        race_tests = {i.nodeid for i in incidents if i.nodeid and i.finding.kind == "race"}
         for line in summary_lines(self.distinct()):
-            tests = {i.nodeid for i in incidents if i.nodeid}
-            write(f"{line}" + (f" in {len(tests)} test(s)" if tests else ""))
-            break
-        for line in summary_lines(self.distinct())[1:]:
+            if "data race" in line and race_tests:
+                line += f" in {len(race_tests)} test(s)"
             write(line)
         if expected:
             write(f"racecheck: {expected} expected race(s) inside expect_race()")
