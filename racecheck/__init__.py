@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "select": "racecheck.sync.chan",
     "after": "racecheck.sync.timers",
     "tick": "racecheck.sync.timers",
+    "after_func": "racecheck.sync.timers",
     "Timer": "racecheck.sync.timers",
     "Ticker": "racecheck.sync.timers",
     "WaitGroup": "racecheck.sync.waitgroup",
@@ -50,12 +51,57 @@ _EXPORTS: dict[str, str] = {
     "disable": "racecheck.runtime",
     "is_enabled": "racecheck.runtime",
     "races": "racecheck.runtime",
+    "reset": "racecheck.runtime",
     "findings": "racecheck.runtime",
     "happens_before": "racecheck.runtime",
     "happens_after": "racecheck.runtime",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__", "context", "leaks"])
+__all__ = [
+    "AtomicBool",
+    "AtomicInt",
+    "AtomicRef",
+    "Canceled",
+    "Chan",
+    "Cond",
+    "Context",
+    "DeadlineExceeded",
+    "DeadlockError",
+    "ErrGroup",
+    "LeakError",
+    "MisuseError",
+    "Mutex",
+    "Once",
+    "RWMutex",
+    "Semaphore",
+    "Ticker",
+    "Timer",
+    "WaitGroup",
+    "__version__",
+    "after",
+    "after_func",
+    "background",
+    "cause",
+    "context",
+    "disable",
+    "enable",
+    "findings",
+    "go",
+    "happens_after",
+    "happens_before",
+    "is_enabled",
+    "leaks",
+    "races",
+    "reset",
+    "select",
+    "tick",
+    "todo",
+    "with_cancel",
+    "with_cancel_cause",
+    "with_deadline",
+    "with_timeout",
+    "with_value",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -79,7 +125,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
+    from racecheck import context, leaks
     from racecheck.errors import DeadlockError, LeakError, MisuseError
+    from racecheck.runtime import (
+        disable,
+        enable,
+        findings,
+        happens_after,
+        happens_before,
+        is_enabled,
+        races,
+        reset,
+    )
     from racecheck.sync.atomic import AtomicBool, AtomicInt, AtomicRef
     from racecheck.sync.chan import Chan, select
     from racecheck.sync.context import (
@@ -98,5 +155,5 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from racecheck.sync.errgroup import ErrGroup
     from racecheck.sync.goroutine import go
     from racecheck.sync.locks import Cond, Mutex, RWMutex
-    from racecheck.sync.timers import Ticker, Timer, after, tick
+    from racecheck.sync.timers import Ticker, Timer, after, after_func, tick
     from racecheck.sync.waitgroup import Once, Semaphore, WaitGroup

@@ -103,8 +103,15 @@ def enable(
         hooks.install(engine)
         stdlib.install(engine)
         backend = choose_backend()
-        backend.start()
-        session.backend = backend
+        try:
+            backend.start()
+        except RuntimeError as exc:  # e.g. every free sys.monitoring tool id is taken
+            sys.stderr.write(
+                f"racecheck: warning: raw-lock capture unavailable ({exc}); locks used "
+                "outside instrumented code are invisible to the detector\n"
+            )
+        else:
+            session.backend = backend
         session.lockorder = LockOrderChecker(on_inversion=lambda f: _found(session, f, True))
         events.set_lock_listener(session.lockorder)
         if deadlock != "off":

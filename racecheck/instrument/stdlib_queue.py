@@ -11,6 +11,13 @@ times shares one joined token (a ``get`` cannot tell which put it got; over-orde
 can only hide a race, never invent one).  Nothing about the queue itself changes:
 ``q.queue``, ordering and priorities are untouched.
 
+``PriorityQueue`` is the one queue that runs user code inside: its heap compares items
+(``__lt__``) under the queue's mutex, in ``put`` and in ``get``, on items other threads
+put.  Those comparisons are ordered by that mutex in every schedule, so they get an edge
+of their own: the heap's internal ``_put``/``_get`` first acquire the join of every
+earlier ``put`` into that queue.  This over-orders what the comparison code sees (never
+what the caller sees after ``get`` returns, which still only gets its item's token).
+
 ``queue.SimpleQueue`` is a C type, so ``queue.SimpleQueue`` is replaced while installed
 by a subclass doing the same; queues made before that are not seen.
 """
@@ -44,7 +51,13 @@ def _table(q: Any, create: bool) -> dict[int, list[Any]] | None:
     return table
 
 
+_heap_tokens = ObjectTokens()
+"""PriorityQueue -> the join of every put's token (see the module docstring)."""
+
+
 def _before_put(q: Any, item: object) -> None:
+    if isinstance(q, queue.PriorityQueue):
+        _heap_tokens.publish(q)
     with _lock:
         table = _table(q, True)
         if table is None:
@@ -113,6 +126,21 @@ def _join(self: Any) -> None:
     _join_tokens.consume(self)
 
 
+_PQ = queue.PriorityQueue
+_orig_heap_put = _PQ._put
+_orig_heap_get = _PQ._get
+
+
+def _heap_put(self: Any, item: Any) -> None:
+    _heap_tokens.consume(self)
+    _orig_heap_put(self, item)
+
+
+def _heap_get(self: Any) -> Any:
+    _heap_tokens.consume(self)
+    return _orig_heap_get(self)
+
+
 _OrigSimpleQueue = queue.SimpleQueue
 
 
@@ -152,6 +180,8 @@ def install_queue() -> None:
     _patcher.patch(_Q, "get", _get)
     _patcher.patch(_Q, "task_done", _task_done)
     _patcher.patch(_Q, "join", _join)
+    _patcher.patch(_PQ, "_put", _heap_put)
+    _patcher.patch(_PQ, "_get", _heap_get)
     _patcher.patch(queue, "SimpleQueue", _SimpleQueue)
 
 

@@ -119,14 +119,17 @@ def _bootstrap_inner(self: threading.Thread) -> None:
         _orig_bootstrap_inner(self)
     finally:
         # Still before the C-level thread state goes away, hence before any join returns.
+        # The exit token first: after ``end`` the engine may hand this thread's clock
+        # slot to another thread, so a publish from here would no longer carry our past.
         global _exit_token
-        lifecycle.end(self)
         with _lock:
-            _ended[self] = True
             if not self.daemon:
                 token = events.publish(_exit_token)
                 if token is not None:
                     _exit_token = token
+        lifecycle.end(self)
+        with _lock:
+            _ended[self] = True
 
 
 _MISSING = object()

@@ -196,7 +196,7 @@ def _wake(info: events.BlockInfo) -> None:
     is one.  Otherwise, best effort: notify every RawCondition the primitive (or each
     primitive of a select) holds, a spurious wake-up its wait loop must tolerate anyway.
     """
-    wake = info.extra.get("wake")
+    wake = info.wake or info.extra.get("wake")
     if callable(wake):
         wake()
         return

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -157,13 +156,15 @@ def creation_site(depth: int = 1, limit: int = 8) -> tuple[SiteFrame, ...]:
 _PACKAGE_DIR = __file__.rsplit("/sync/", 1)[0].rsplit("\\sync\\", 1)[0]
 
 
-@dataclass
+@dataclass(slots=True)
 class BlockInfo:
     """What one thread is blocked on: the operation in Go's words (``chan receive``,
     ``select``, ``WaitGroup.wait``, ``Mutex.lock``...), the primitive, where it was
     created, since when (``time.monotonic()``), and whether the wait has a timeout (a
     wait with a timeout can always make progress, so it never counts towards a
-    deadlock)."""
+    deadlock).  ``wake``, when the primitive provides it, wakes the blocked thread so it
+    re-checks its state (the deadlock checker uses it after raising ``DeadlockError``
+    into the thread)."""
 
     thread_ident: int
     what: str
@@ -171,6 +172,7 @@ class BlockInfo:
     created_at: tuple[SiteFrame, ...]
     since: float
     timeout: float | None
+    wake: Callable[[], object] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -178,34 +180,58 @@ _registry_lock = allocate_lock()
 _blocked: dict[int, BlockInfo] = {}
 
 
-@contextmanager
-def blocking(
-    obj: object, what: str, timeout: float | None = None, created_at: tuple[SiteFrame, ...] = ()
-) -> Iterator[BlockInfo]:
+class blocking:  # noqa: N801 - used like a function: ``with events.blocking(...)``
     """Register the calling thread as blocked on ``obj`` for the duration of the block.
 
     Primitives enter it only on their slow path (when they are about to sleep), so the
     fast path pays nothing.  Nested use (a select waiting on several channels) keeps the
-    outermost registration.
+    outermost registration.  A class rather than a generator-based context manager:
+    it sits on every blocking hand-off of a channel, where the generator machinery was
+    measurable.
     """
-    ident = get_ident()
-    info = BlockInfo(ident, what, obj, created_at, time.monotonic(), timeout)
-    with _registry_lock:
-        outer = _blocked.get(ident)
-        if outer is None:
-            _blocked[ident] = info
-    if outer is not None:
-        yield outer
-        return
-    listener = _blocks
-    try:
-        if listener is not None:
-            listener.blocked(info)
-        yield info
-    finally:
+
+    __slots__ = ("_info", "_outer")
+
+    def __init__(
+        self,
+        obj: object,
+        what: str,
+        timeout: float | None = None,
+        created_at: tuple[SiteFrame, ...] = (),
+        wake: Callable[[], object] | None = None,
+    ) -> None:
+        self._info = BlockInfo(
+            get_ident(), what, obj, created_at, time.monotonic(), timeout, wake
+        )
+        self._outer: BlockInfo | None = None
+
+    def __enter__(self) -> BlockInfo:
+        info = self._info
         with _registry_lock:
-            if _blocked.get(ident) is info:
-                del _blocked[ident]
+            outer = _blocked.get(info.thread_ident)
+            if outer is None:
+                _blocked[info.thread_ident] = info
+        if outer is not None:
+            self._outer = outer
+            return outer
+        listener = _blocks
+        if listener is not None:
+            try:
+                listener.blocked(info)
+            except BaseException:
+                self._unregister()
+                raise
+        return info
+
+    def __exit__(self, *exc: object) -> None:
+        if self._outer is None:
+            self._unregister()
+
+    def _unregister(self) -> None:
+        info = self._info
+        with _registry_lock:
+            if _blocked.get(info.thread_ident) is info:
+                del _blocked[info.thread_ident]
         listener = _blocks
         if listener is not None:
             listener.unblocked(info)
