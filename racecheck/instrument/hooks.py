@@ -832,20 +832,21 @@ class ModuleHooks:
     # ---- subscripts --------------------------------------------------------------------
 
     def gi(self, c: Any, key: Any) -> Any:
-        """``c[key]`` (load)."""
-        try:
-            value = c[key]
-        except BaseException as exc:
-            _strip(exc)
-            raise
+        """``c[key]`` (load).  Recorded before the load: a read that raises KeyError
+        because an unordered ``del`` won the race is still a read of that key."""
         sink = _sink
         if sink is not None:
             bits = _container_kind(type(c))
             if bits & C_ITEMS:
+                rkey = key
                 if bits & C_INDEXED and type(key) is not slice:
-                    key = _norm_index(c, key)
-                _record_item(sink, c, key, bits, False, _getframe(1))
-        return value
+                    rkey = _norm_index(c, key)
+                _record_item(sink, c, rkey, bits, False, _getframe(1))
+        try:
+            return c[key]
+        except BaseException as exc:
+            _strip(exc)
+            raise
 
     def gsl(self, c: Any, lower: Any, upper: Any, step: Any) -> Any:
         """``c[lower:upper:step]`` (load)."""

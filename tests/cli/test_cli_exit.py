@@ -24,7 +24,7 @@ DRIVER = textwrap.dedent(
     import report_samples
     fake = types.ModuleType("racecheck.runtime")
     state = {{}}
-    def enable(options):
+    def enable(options, **kwargs):
         state["options"] = options
     def disable():
         state["disabled"] = True
