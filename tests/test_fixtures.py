@@ -198,6 +198,33 @@ def test_twin_exists_with_opposite_verdict(fx: Fixture) -> None:
     assert (fx.expect in finding) != (twin.expect in finding)
 
 
+@pytest.mark.parametrize("ops", [("write", "read"), ("mutate", "iterate"), ("send", "close")])
+def test_race_report_parser_reads_the_text_renderer(ops: tuple[str, str]) -> None:
+    """The parser this suite relies on finds the innermost frame of each access in the
+    Go-layout report, and nothing from the thread-creation stacks."""
+    from racecheck.report.findings import Access, Frame, RaceFinding, ThreadInfo
+    from racecheck.report.text import format_race
+
+    creator = (Frame("/src/app.py", 30, "main", "t.start()"),)
+    worker = ThreadInfo(name="Thread-2 (worker)", tid=2, target="worker", created_at=creator)
+    main = ThreadInfo(name="MainThread", tid=1)
+    current = Access(
+        ops[0],
+        "Counter.value",
+        "app.Counter object at 0x1",
+        worker,
+        (Frame("/src/app.py", 12, "bump", "x"), Frame("/src/app.py", 20, "worker", "bump()")),
+    )
+    previous = Access(
+        ops[1], "Counter.value", "app.Counter object at 0x1", main, (Frame("/src/lib.py", 7, "f"),)
+    )
+    text = format_race(RaceFinding(current, previous))
+    assert race_reports("noise\n" + text + "\n" + text) == [
+        (("app.py", 12), ("lib.py", 7)),
+        (("app.py", 12), ("lib.py", 7)),
+    ]
+
+
 # --------------------------------------------------------------------------- plain python
 
 
