@@ -26,6 +26,8 @@ import types
 from collections.abc import Callable, Sequence
 from types import CodeType, TracebackType
 
+from racecheck._frames import register_entry
+
 CompileCode = Callable[[str, str], CodeType]
 
 
@@ -111,6 +113,9 @@ def _execute(code: CodeType, main: types.ModuleType) -> int:
         _report_uncaught(exc)
         return 1
     return 0
+
+
+register_entry(_execute)  # report stacks end at the user's __main__
 
 
 def _compile_or_report(

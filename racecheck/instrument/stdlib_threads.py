@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from racecheck._frames import user_frames
 from racecheck._rawsync import allocate_lock
 from racecheck._types import ThreadLifecycle
-from racecheck.instrument.stdlib_common import _RACECHECK_DIR, Patcher
+from racecheck.instrument.stdlib_common import Patcher
 from racecheck.report.findings import Frame, Stack
 from racecheck.sync import events
 
@@ -44,24 +45,16 @@ _exit_token: object | None = None
 
 
 def capture_stack(depth: int = 1, limit: int = 32) -> Stack:
-    """The caller's stack ``depth`` frames up, innermost first, racecheck frames skipped.
-
-    The walk stops at the first racecheck frame *below* user frames: that is the harness
-    (``racecheck run``'s runner, the CLI and click), not part of the user's story.
-    """
+    """The caller's stack ``depth`` frames up, innermost first, as reports show it
+    (``racecheck._frames.user_frames``)."""
     try:
         frame: Any = sys._getframe(depth + 1)
     except ValueError:
         return ()
-    out: list[Frame] = []
-    while frame is not None and len(out) < limit:
-        code = frame.f_code
-        if not code.co_filename.startswith(_RACECHECK_DIR):
-            out.append(Frame(code.co_filename, frame.f_lineno, code.co_name))
-        elif out:
-            break
-        frame = frame.f_back
-    return tuple(out)
+    return tuple(
+        Frame(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+        for f in user_frames(frame, limit)
+    )
 
 
 def _qualname(func: Any) -> str:

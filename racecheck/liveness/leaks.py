@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from racecheck._frames import user_frames
 from racecheck._rawsync import allocate_lock
 from racecheck.errors import LeakError
 from racecheck.report.findings import BlockedOn, Frame, LeakFinding, Stack, ThreadDump, ThreadInfo
@@ -84,17 +85,12 @@ def _frame(filename: str, lineno: int, function: str) -> Frame:
 
 
 def stack_of(frame: FrameType | None, limit: int = 32) -> Stack:
-    """The stack from ``frame`` outwards, innermost first, as plain data (racecheck's
-    own frames left out).  The frame itself is not kept."""
-    out: list[Frame] = []
-    while frame is not None and len(out) < limit:
-        code = frame.f_code
-        if not _in_racecheck(code.co_filename):
-            out.append(_frame(code.co_filename, frame.f_lineno or 0, _qualname(code)))
-        frame = frame.f_back
-    while out and out[-1].filename == _THREADING_FILE and out[-1].function in _BOOTSTRAP:
-        out.pop()  # every thread starts the same way: noise in a dump
-    return tuple(out)
+    """The stack from ``frame`` outwards, innermost first, as plain data, as reports show
+    it (``racecheck._frames.user_frames``).  The frame itself is not kept."""
+    return tuple(
+        _frame(f.f_code.co_filename, f.f_lineno or 0, _qualname(f.f_code))
+        for f in user_frames(frame, limit)
+    )
 
 
 _BOOTSTRAP = frozenset({"Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run"})

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from racecheck._frames import user_frames
 from racecheck._rawsync import allocate_lock, get_ident
 from racecheck.liveness.leaks import stack_from_site
 from racecheck.report.findings import InversionFinding, LockOrderEdge, ThreadInfo
@@ -48,18 +49,14 @@ _MAX_SAMPLES = 4  # per edge: one (thread, stacks) sample for each of the first 
 
 
 def _capture(depth: int, limit: int = 8) -> Site:
-    """The user's stack ``depth`` frames above the caller, racecheck frames skipped."""
+    """The user's stack ``depth`` frames above the caller, as reports show it."""
     try:
         frame: Any = sys._getframe(depth + 1)
     except ValueError:
         return ()
-    out: list[events.SiteFrame] = []
-    while frame is not None and len(out) < limit:
-        code = frame.f_code
-        if not code.co_filename.startswith(_PACKAGE_DIR):
-            out.append((code.co_filename, frame.f_lineno, code.co_name))
-        frame = frame.f_back
-    return tuple(out)
+    return tuple(
+        (f.f_code.co_filename, f.f_lineno, f.f_code.co_name) for f in user_frames(frame, limit)
+    )
 
 
 @dataclass
@@ -151,7 +148,7 @@ class LockOrderChecker:
             return  # re-entered (e.g. from a finaliser run by a collection inside ours)
         state.busy = True
         try:
-            site = _capture(depth + 1)
+            site = _capture(0)  # racecheck frames are skipped, so start here
             with self._lock:
                 cycles = self._acquired(state, lock, blocking, site)
             for cycle in cycles:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from racecheck._frames import user_frames
 from racecheck._rawsync import allocate_lock, get_ident
 
 AccessOp = Literal["read", "write", "mutate", "iterate"]
@@ -138,19 +139,15 @@ def creation_site(depth: int = 1, limit: int = 8) -> tuple[SiteFrame, ...]:
 
     Primitives record it in ``__init__`` so reports can say where a channel or mutex was
     made.  Plain tuples, never frames: a frame would keep the user's locals alive.
-    Frames inside racecheck itself are skipped.
+    Which frames count is ``racecheck._frames.user_frames``'s rule.
     """
     try:
         frame: Any = sys._getframe(depth + 1)
     except ValueError:
         return ()
-    out: list[SiteFrame] = []
-    while frame is not None and len(out) < limit:
-        code = frame.f_code
-        if not code.co_filename.startswith(_PACKAGE_DIR):
-            out.append((code.co_filename, frame.f_lineno, code.co_name))
-        frame = frame.f_back
-    return tuple(out)
+    return tuple(
+        (f.f_code.co_filename, f.f_lineno, f.f_code.co_name) for f in user_frames(frame, limit)
+    )
 
 
 _PACKAGE_DIR = __file__.rsplit("/sync/", 1)[0].rsplit("\\sync\\", 1)[0]
