@@ -57,7 +57,7 @@ class _LockedRegion:
     def __enter__(self) -> Any:
         lock = self._lock
         result = lock.__enter__()
-        raw_acquired(lock, True, 2)
+        raw_acquired(lock, True, 1)
         return result
 
     def __exit__(self, *exc: Any) -> Any:

@@ -148,7 +148,7 @@ class LockOrderChecker:
             return  # re-entered (e.g. from a finaliser run by a collection inside ours)
         state.busy = True
         try:
-            site = _capture(0)  # racecheck frames are skipped, so start here
+            site = _capture(depth + 1)
             with self._lock:
                 cycles = self._acquired(state, lock, blocking, site)
             for cycle in cycles:
