@@ -295,7 +295,8 @@ class _TestState:
     call: list[Finding] | None = None
     teardown: list[Finding] | None = None
     leak: Finding | None = None
-    expected: int = 0
+    phase: str = "setup"
+    """The phase running now: where findings collected by ``expect_race`` belong."""
 
 
 _state_key = pytest.StashKey[_TestState]()
@@ -560,6 +561,12 @@ class RacecheckSession:
             state.baseline = leaks.snapshot()
         return state
 
+    @staticmethod
+    def _enter(item: pytest.Item, phase: str) -> None:
+        state = item.stash.get(_state_key, None)
+        if state is not None:
+            state.phase = phase
+
     def _collect(self, item: pytest.Item, when: str) -> None:
         state = item.stash.get(_state_key, None)
         if state is None or not self.detecting:
@@ -573,7 +580,7 @@ class RacecheckSession:
         returns how many races were found inside."""
         from racecheck import runtime
 
-        when = getattr(item, "_racecheck_phase", "call")
+        when = item.stash[_state_key].phase
         self._collect(item, when)
         runtime.reset()
 
@@ -584,7 +591,6 @@ class RacecheckSession:
             others = [f for f in found if f.kind != "race"]
             state = item.stash[_state_key]
             setattr(state, when, (getattr(state, when) or []) + others)
-            state.expected += len(races)
             self.incidents.extend(Incident(item.nodeid, when, f, expected=True) for f in races)
             return len(races)
 
@@ -593,7 +599,7 @@ class RacecheckSession:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         self._begin(item)
-        item._racecheck_phase = "setup"  # type: ignore[attr-defined]
+        self._enter(item, "setup")
         try:
             return (yield)
         finally:
@@ -601,7 +607,7 @@ class RacecheckSession:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        item._racecheck_phase = "call"  # type: ignore[attr-defined]
+        self._enter(item, "call")
         try:
             return (yield)
         finally:
@@ -611,7 +617,7 @@ class RacecheckSession:
     def pytest_runtest_teardown(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, None, None]:
-        item._racecheck_phase = "teardown"  # type: ignore[attr-defined]
+        self._enter(item, "teardown")
         try:
             return (yield)
         finally:
@@ -824,4 +830,4 @@ class RacecheckFixture:
 @pytest.fixture
 def racecheck(request: pytest.FixtureRequest) -> RacecheckFixture:
     """racecheck's per-test API (``racecheck.expect_race()``, ``racecheck.enabled``)."""
-    return RacecheckFixture(_session_of(request.config), request.node)  # type: ignore[arg-type]
+    return RacecheckFixture(_session_of(request.config), request.node)
