@@ -560,7 +560,7 @@ class Detector:
         ts.busy = True
         prevs: list[Any] | None = None
         try:
-            sh = self._shadow.get_or_create(obj)
+            sh = self._objs.get(id(obj)) or self._shadow.get_or_create(obj)
             cell = _peek(sh, ns, key)
             if cell is not None and _same_epoch(cell, cls, ts):
                 return  # e.g. tuple keys and audits, which the inline fast paths skip

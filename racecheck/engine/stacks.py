@@ -26,6 +26,9 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.s
 RUNNER_FILE = PACKAGE_DIR + "runner.py"
 """``racecheck run``'s launcher: frames older than it (the CLI, click, the console
 script) are not the program's and are cut off."""
+BOUNDARY_FILES = frozenset({RUNNER_FILE, PACKAGE_DIR + "pytest_plugin.py"})
+"""Launchers whose frames end a stack (the pytest plugin's frame separates a test from
+pytest's own machinery)."""
 
 _THREADING_FILE = threading.__file__
 """Thread bootstrap frames (``_bootstrap``, ``_bootstrap_inner``, ``run``) at the outer
@@ -35,7 +38,7 @@ as Go's reports do."""
 FlatStack = tuple[object, ...]
 """``(filename, lineno, function, filename, lineno, function, ...)``, innermost first."""
 
-DEFAULT_DEPTH = 32
+DEFAULT_DEPTH = 24
 
 
 def capture(frame: FrameType | None, limit: int = 1000) -> FlatStack:
@@ -52,7 +55,7 @@ def capture(frame: FrameType | None, limit: int = 1000) -> FlatStack:
             out.append(frame.f_lineno)
             out.append(code.co_name)
             n += 1
-        elif filename == RUNNER_FILE:
+        elif filename in BOUNDARY_FILES:
             break
         frame = frame.f_back
     return tuple(out)
@@ -125,13 +128,14 @@ class StackTable:
 
     def intern_frame(self, frame: FrameType | None, limit: int) -> int:
         key: list[int] = []
+        add = key.append
         f = frame
-        n = 0
-        while f is not None and n < limit:
-            key.append(id(f.f_code))
-            key.append(f.f_lasti)
+        for _ in range(limit):
+            if f is None:
+                break
+            add(id(f.f_code))
+            add(f.f_lasti)
             f = f.f_back
-            n += 1
         k = tuple(key)
         sid = self._ids.get(k)
         if sid is not None:
@@ -145,7 +149,7 @@ class StackTable:
             if not code.co_filename.startswith(pkg):
                 stored.append(code)
                 stored.append(f.f_lasti)
-            elif code.co_filename == RUNNER_FILE:
+            elif code.co_filename in BOUNDARY_FILES:
                 break
             f = f.f_back
             n += 1
