@@ -222,7 +222,7 @@ def _run_program(
         begin = getattr(leaks, "begin_recording", None) or getattr(leaks, "_begin_recording", None)
         if callable(begin):
             begin()  # so leaked threads' reports say where they were started
-    if runtime is not None:
+    if runtime is not None and options.detect:
         from racecheck.instrument.importhook import project_root
 
         script_dir = os.getcwd() if kind == "module" else os.path.dirname(os.path.abspath(name))
