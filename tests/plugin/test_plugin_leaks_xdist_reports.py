@@ -16,6 +16,7 @@ SARIF_SCHEMA = Path(__file__).parent.parent / "data" / "sarif-schema-2.1.0.json"
 LEAKY_SUITE = """
 import threading
 import pytest
+import racecheck
 
 RELEASE = threading.Event()
 
@@ -48,19 +49,26 @@ def test_leak_ignored_by_name():
     threading.Thread(target=RELEASE.wait, args=(30,), name="ignored-1", daemon=True).start()
 
 
+@pytest.mark.racecheck(ignore=racecheck.leaks.ignore_created_by("test_leak_ignored_by_option"))
+def test_leak_ignored_by_option():
+    threading.Thread(target=RELEASE.wait, args=(30,), daemon=True).start()
+
+
 def test_last():
     RELEASE.set()
 """
 
 
-def test_leaking_test_errors_at_teardown_and_its_twin_passes(suite, run):
+@pytest.mark.parametrize("workers", [None, "2"], ids=["serial", "xdist"])
+def test_leaking_test_errors_at_teardown_and_its_twin_passes(suite, run, workers):
     suite.makepyfile(test_leaks=LEAKY_SUITE)
-    result = run("--racecheck-leaks", "-o", "racecheck_leaks=false")
+    result = run("--racecheck-leaks", *(["-n", workers] if workers else []))
     assert result.verdicts() == {
         "test_leaks.py::test_leaks_a_thread": {"PASSED", "ERROR"},
         "test_leaks.py::test_fixture_stops_its_thread": {"PASSED"},
         "test_leaks.py::test_leak_allowed_by_marker": {"PASSED"},
         "test_leaks.py::test_leak_ignored_by_name": {"PASSED"},
+        "test_leaks.py::test_leak_ignored_by_option": {"PASSED"},
         "test_leaks.py::test_last": {"PASSED"},
     }
     assert result.ret == pytest.ExitCode.TESTS_FAILED
