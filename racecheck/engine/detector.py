@@ -818,16 +818,20 @@ def _apply(cell: Cell, cls: int, ts: _ThreadState, meta: Any) -> list[Any] | Non
             return None
         if w and ((w & SLOT_MASK) >= n or vc[w & SLOT_MASK] < w >> SHIFT):
             races = [cell.wm]
-        for x, xm in ((cell.r, cell.rm), (cell.m, cell.mm)):
-            if type(x) is int:
-                if x and ((x & SLOT_MASK) >= n or vc[x & SLOT_MASK] < x >> SHIFT):
-                    if races is None:
-                        races = []
-                    races.append(xm)
-            else:
-                if races is None:
-                    races = []
-                _check(x, xm, vc, races)
+        r = cell.r
+        if r != 0 and (
+            type(r) is not int or (r & SLOT_MASK) >= n or vc[r & SLOT_MASK] < r >> SHIFT
+        ):
+            if races is None:
+                races = []
+            _check(r, cell.rm, vc, races)
+        m = cell.m
+        if m != 0 and (
+            type(m) is not int or (m & SLOT_MASK) >= n or vc[m & SLOT_MASK] < m >> SHIFT
+        ):
+            if races is None:
+                races = []
+            _check(m, cell.mm, vc, races)
         cell.w = epoch
         cell.wm = meta
         cell.r = 0

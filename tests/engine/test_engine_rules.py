@@ -376,3 +376,32 @@ def test_same_epoch_is_skipped_for_every_key_type_and_audits(d):
     d.publish(None)  # a new epoch: recorded again
     d.write_item(box, (1, "a"), F())
     assert d.stats()["stacks"] == before + 1
+
+
+def test_write_checks_every_concurrent_mutation(d):
+    """A write conflicts with mutations too; with concurrent mutators, each is checked."""
+    prim = Obj()
+    both = threading.Barrier(2, timeout=5)
+
+    def adder():
+        d.audit(prim, "mutate", "add", 0)
+        both.wait()
+
+    a = EngineThread(d, adder).start()
+    b = EngineThread(d, adder).start()
+    a.join()
+    b.join(sync=False)
+    d.audit(prim, "write", "close", 0)
+    [race] = d.races()
+    assert (race.current.op, race.previous.op) == ("close", "add")
+    assert race.previous.thread.name == b.thread.name
+    assert race.current.location == "Obj.close" and race.previous.location == "Obj.add"
+
+
+def test_write_resets_readers_so_ordered_later_accesses_are_clean(d):
+    o = Obj()
+    run_in_thread(d, lambda: d.read_attr(o, "x", F()))
+    d.write_attr(o, "x", F())
+    run_in_thread(d, lambda: d.write_attr(o, "x", F()))
+    d.read_attr(o, "x", F())
+    assert d.races() == []
