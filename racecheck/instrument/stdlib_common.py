@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from types import CodeType
+from types import CodeType, FunctionType
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -34,6 +34,14 @@ class Patcher:
     def patch(self, owner: Any, name: str, value: object) -> None:
         own = vars(owner).get(name, _MISSING) if hasattr(owner, "__dict__") else _MISSING
         self._saved.append((owner, name, own))
+        original = getattr(owner, name, None)
+        if isinstance(value, FunctionType) and isinstance(original, FunctionType):
+            # Reports (a leaked thread's target, tracebacks' names) keep saying
+            # ``threading.Event.wait``, not the name of racecheck's stand-in.
+            value.__name__ = original.__name__
+            value.__qualname__ = original.__qualname__
+            value.__module__ = original.__module__
+            value.__doc__ = original.__doc__
         setattr(owner, name, value)
 
     def restore(self) -> None:
