@@ -38,6 +38,7 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from types import MethodType
 from typing import Any, Generic, TypeVar
 
@@ -95,6 +96,25 @@ class _Waiter:
         self.token: object | None = None  # for the parked thread to consume on waking
         self.closed = False  # a send woken by close: raise
         self.chan: Chan[Any] | None = None  # which channel completed it (select)
+
+
+def _unpark(park: Any) -> None:
+    """Release a parked thread's lock.  Tolerates a lock already released by
+    :func:`_nudge` (the deadlock checker's wake-up) that the parked thread has not
+    re-acquired yet: it will see its operation done on that wake-up."""
+    try:
+        park.release()
+    except RuntimeError:
+        pass
+
+
+def _nudge(park: Any) -> None:
+    """Wake a parked thread spuriously (its wait loop re-checks ``done``), so an
+    asynchronous exception pending for it — the in-process ``DeadlockError`` — fires."""
+    try:
+        park.release()
+    except RuntimeError:
+        pass
 
 
 def _claim(entry: _Waiter) -> bool:
@@ -369,7 +389,7 @@ class Chan(Generic[T]):
         elif self._free:
             self._fill_slot()
             self._free.append(peer.tok)
-        owner.park.release()
+        _unpark(owner.park)
 
     def _try_deliver(self, value: Any, token: object | None) -> bool:
         """Non-blocking send carrying someone else's ``token`` (timers: the token of the
@@ -390,7 +410,7 @@ class Chan(Generic[T]):
                     if self._free:
                         self._fill_slot()
                         self._free.append(peer.tok)
-                    owner.park.release()
+                    _unpark(owner.park)
                     return True
             if len(self._buf) < self._cap:
                 if self._free:
@@ -453,7 +473,7 @@ class Chan(Generic[T]):
                 owner.index = peer.index
                 owner.chan = self
                 self._push(peer.value, peer.tok)
-                owner.park.release()
+                _unpark(owner.park)
 
     def _take_from_sender(self, peer: _Waiter, hb: Any) -> Any:
         """Take the value of a parked (claimed) sender; the buffer is empty.  Channel lock
@@ -464,7 +484,7 @@ class Chan(Generic[T]):
         if hb is not None:
             events.consume(peer.tok)
             owner.token = hb.publish(None)
-        owner.park.release()
+        _unpark(owner.park)
         return peer.value
 
     # -- close ----------------------------------------------------------------------
@@ -492,14 +512,14 @@ class Chan(Generic[T]):
                     owner.index = entry.index
                     owner.chan = self
                     owner.token = token
-                    owner.park.release()
+                    _unpark(owner.park)
             for entry in sendq:
                 if _claim(entry):
                     owner = entry.owner
                     owner.closed = True
                     owner.index = entry.index
                     owner.chan = self
-                    owner.park.release()
+                    _unpark(owner.park)
 
     # -- parking ----------------------------------------------------------------------
 
@@ -508,7 +528,9 @@ class Chan(Generic[T]):
         park = w.park
         try:
             if not (park.acquire(False) and w.done):  # already completed: no registration
-                with events.blocking(self, what, created_at=self._created_at):
+                with events.blocking(
+                    self, what, created_at=self._created_at, wake=partial(_nudge, park)
+                ):
                     park.acquire()
                     while not w.done:  # a release without done set is spurious
                         park.acquire()
@@ -718,7 +740,9 @@ def _select_block(
         if finished is None:
             if not (park.acquire(False) and me.done):  # already completed: no registration
                 site = channels[0]._created_at
-                with events.blocking(tuple(channels), "select", created_at=site):
+                with events.blocking(
+                    tuple(channels), "select", created_at=site, wake=partial(_nudge, park)
+                ):
                     park.acquire()
                     while not me.done:  # a release without done set is spurious
                         park.acquire()

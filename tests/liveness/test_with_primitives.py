@@ -16,6 +16,7 @@ import pytest
 from liveness_fakes import Threads
 
 from racecheck import Chan, Mutex, WaitGroup
+from racecheck import select as racecheck_select
 from racecheck.errors import DeadlockError, LeakError
 from racecheck.liveness import leaks
 from racecheck.liveness.deadlock import HEADER, DeadlockDetector
@@ -136,6 +137,38 @@ def test_mutex_deadlock_raises_in_both_threads(
     assert len(outcome) == 1
     (finding,) = detector.findings
     assert {d.blocked_on.what for d in finding.threads if d.blocked_on} == {"Mutex.lock"}
+
+
+def test_chan_and_select_deadlock_raises_in_every_blocked_thread(
+    detector: DeadlockDetector, threads: Threads
+) -> None:
+    """A receiver parked on a Chan and a select both get DeadlockError (the channel's
+    wake-up lets the pending exception fire), and the channels stay usable."""
+    a: Chan[int] = Chan()
+    b: Chan[int] = Chan()
+    outcome: list[BaseException] = []
+
+    def selector() -> None:
+        try:
+            racecheck_select(a.recv, b.recv)
+        except DeadlockError as error:
+            outcome.append(error)
+
+    threads.start(selector)
+    _until_blocked(threads.threads[-1])
+    with pytest.raises(DeadlockError, match="all goroutines are asleep"):
+        Chan[int]().recv()
+    threads.threads[-1].join(timeout=5)
+    assert len(outcome) == 1
+    (finding,) = detector.findings
+    assert {d.blocked_on.what for d in finding.threads if d.blocked_on} == {
+        "chan receive",
+        "select",
+    }
+    # the withdrawn select left nothing queued: a later hand-off works normally
+    c: Chan[int] = Chan(1)
+    c.send(7)
+    assert c.recv() == 7 and len(a._recvq) == 0 and len(b._recvq) == 0
 
 
 def test_waitgroup_forgotten_done_is_a_deadlock(detector: DeadlockDetector) -> None:
