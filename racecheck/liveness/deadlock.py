@@ -244,6 +244,7 @@ class DeadlockDetector:
         self._epoch = 0  # bumped on every block/unblock: "nothing changed" is cheap
         self._running = False
         self._stopped = allocate_lock()  # held while the watchdog runs
+        self._watching = False  # the watchdog thread was started
         self._findings: list[DeadlockFinding] = []
         self._declared: frozenset[tuple[int, object]] | None = None
 
@@ -252,6 +253,13 @@ class DeadlockDetector:
     def blocked(self, info: events.BlockInfo) -> None:
         with self._cond:
             self._epoch += 1
+            if self._running and not self._watching:
+                # The watchdog thread starts with the first blocked operation, not at
+                # start(): a program that never blocks stays single-threaded (os.fork()
+                # in it must not warn about threads racecheck started).
+                self._watching = True
+                self._stopped.acquire()
+                _thread.start_new_thread(self._watch, ())
             self._cond.notify()
 
     def unblocked(self, info: events.BlockInfo) -> None:
@@ -265,9 +273,10 @@ class DeadlockDetector:
             if self._running:
                 return self
             self._running = True
-        self._stopped.acquire()
         events.set_block_listener(self)
-        _thread.start_new_thread(self._watch, ())
+        for info in events.blocked_threads().values():  # blocked before we listened
+            self.blocked(info)
+            break
         return self
 
     def stop(self) -> None:
@@ -279,8 +288,11 @@ class DeadlockDetector:
             self._cond.notify_all()
         if events._blocks is self:
             events.set_block_listener(None)
-        self._stopped.acquire()
-        self._stopped.release()
+        with self._cond:
+            watching, self._watching = self._watching, False
+        if watching:
+            self._stopped.acquire()
+            self._stopped.release()
 
     def __enter__(self) -> DeadlockDetector:
         return self.start()
