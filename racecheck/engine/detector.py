@@ -194,7 +194,14 @@ class Detector:
     ``4096 << history_size``.  ``suppressions``: TSan-style ``race:pattern`` lines, matched
     with fnmatch against ``module.function``, ``function``, the file name and its base name
     of every frame of either stack.  ``stack_depth``: frames recorded per previous access.
+
+    The class attributes below are the seams the native core (``engine.native``) plugs
+    its C types into; everything else about threads, stacks and reports is shared.
     """
+
+    _cell_class: Any = Cell
+    _shadow_class: Any = ObjShadow
+    _state_class: Any = _ThreadState
 
     def __init__(
         self,
@@ -205,7 +212,7 @@ class Detector:
         strong_cap: int = 1 << 20,
     ) -> None:
         self._tls = _thread._local()
-        self._shadow = ShadowTable(strong_cap)
+        self._shadow = ShadowTable(strong_cap, self._shadow_class)
         self._objs = self._shadow.objs
         self._stripes = [allocate_lock() for _ in range(64)]
         self._stacks = StackTable(history_capacity(history_size))
@@ -281,7 +288,7 @@ class Detector:
         if len(vc) <= slot:
             vc.extend([0] * (slot + 1 - len(vc)))
         vc[slot] += 1
-        return _ThreadState(vc, slot, rec)
+        return self._state_class(vc, slot, rec)
 
     def _lease_locked(self, ts: _ThreadState) -> None:
         lease = _Lease(ts, self._pending)
@@ -300,7 +307,7 @@ class Detector:
             rec = self._new_record(name, ident, daemon, "", ())
             ts = self._start_state(self._origin, slot, rec)
             self._lease_locked(ts)
-        self._tls.ts = ts
+        self._set_ts(ts)
         return ts
 
     # ---- ThreadLifecycle -----------------------------------------------------------
@@ -342,15 +349,15 @@ class Detector:
                 self._adopt()
             return
         rec = token.record
-        ts = _ThreadState(list(token.vc), token.slot, rec)
+        ts = self._state_class(list(token.vc), token.slot, rec)
         with self._reg:
             rec.ident = get_ident()
             rec.name = _thread_name(thread, rec.name)
             self._lease_locked(ts)
         old = getattr(self._tls, "ts", None)
         if old is not None:
-            vc_join_into(ts.vc, old.vc)  # what this thread did before begin precedes it
-        self._tls.ts = ts
+            self._join(ts, old.vc)  # what this thread did before begin precedes it
+        self._set_ts(ts)
         if old is not None:
             with self._reg:
                 if old.lease is not None:
@@ -365,7 +372,7 @@ class Detector:
             if ts.lease is not None:
                 self._free_lease_locked(ts.lease)
             ts.rec.finished = True
-        del self._tls.ts
+        self._set_ts(None)
 
     def joined(self, thread: Any) -> None:
         entry = self._records.get(id(thread))
@@ -374,9 +381,22 @@ class Detector:
         with self._reg:
             final = entry[1].final_vc
         if final:
-            vc_join_into(self._current().vc, final)
+            self._join(self._current(), final)
 
     # ---- HappensBefore -------------------------------------------------------------
+
+    def _set_ts(self, ts: Any) -> None:
+        """Make ``ts`` the calling thread's state (None: forget it); the native core
+        also caches it in C."""
+        if ts is None:
+            del self._tls.ts
+        else:
+            self._tls.ts = ts
+
+    @staticmethod
+    def _join(ts: Any, other: Any) -> None:
+        """The thread's clock := its join with ``other`` (a sequence of ints)."""
+        vc_join_into(ts.vc, other)
 
     def _tick(self, ts: _ThreadState) -> None:
         """Advance the thread's own clock after a release, so its later accesses are not
@@ -397,7 +417,7 @@ class Detector:
 
     def consume(self, token: object) -> None:
         if isinstance(token, Token) and token.vc:
-            vc_join_into(self._current().vc, token.vc)
+            self._join(self._current(), token.vc)
 
     def audit(self, obj: object, op: str, what: str, depth: int = 1) -> None:
         cls = _OP_CLASS.get(op)
@@ -572,8 +592,7 @@ class Detector:
         if prevs:
             self._report(ts, obj, ns, key, op, frame, prevs)
 
-    @staticmethod
-    def _cell_locked(sh: ObjShadow, ns: int, key: object) -> Cell:
+    def _cell_locked(self, sh: ObjShadow, ns: int, key: object) -> Cell:
         if ns == _ATTR:
             attrs = sh.attrs
             if attrs is None:
@@ -581,7 +600,7 @@ class Detector:
             name = str(key)
             found = attrs.get(name)
             if found is None:
-                found = attrs[name] = Cell()
+                found = attrs[name] = self._cell_class()
             return found
         if ns == _ITEM:
             items = sh.items
@@ -590,7 +609,7 @@ class Detector:
             k, by_id = item_key(key)
             cell = items.get(k)
             if cell is None:
-                cell = items[k] = Cell()
+                cell = items[k] = self._cell_class()
                 if by_id:
                     if sh.keys is None:
                         sh.keys = []
@@ -598,10 +617,10 @@ class Detector:
             return cell
         if ns == _WHOLE:
             if sh.whole is None:
-                sh.whole = Cell()
+                sh.whole = self._cell_class()
             return sh.whole
         if sh.audit is None:
-            sh.audit = Cell()
+            sh.audit = self._cell_class()
         return sh.audit
 
     # ---- reports -------------------------------------------------------------------

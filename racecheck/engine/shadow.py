@@ -183,7 +183,8 @@ def _strong_refs(sh: ObjShadow) -> int:
 class ShadowTable:
     """``id(obj) -> ObjShadow`` with the two reclamation strategies described above."""
 
-    def __init__(self, strong_cap: int = 1 << 20) -> None:
+    def __init__(self, strong_cap: int = 1 << 20, shadow_class: Any = None) -> None:
+        self._shadow_class = ObjShadow if shadow_class is None else shadow_class
         self.objs: dict[int, ObjShadow] = {}
         self._lock = allocate_lock()
         self._strong: dict[int, ObjShadow] = {}
@@ -192,7 +193,7 @@ class ShadowTable:
         self._weakrefable: dict[type, bool] = {}
         self.reclaimed = 0
         self._dead_cb = self._dead  # one bound method, not one per shadow
-        probe = ObjShadow()
+        probe = self._shadow_class()
         probe.strong = []
         self._baseline = _strong_refs(probe)
 
@@ -202,7 +203,7 @@ class ShadowTable:
         sh = self.objs.get(key)
         if sh is not None:
             return sh
-        new = ObjShadow()
+        new = self._shadow_class()
         tp = type(obj)
         weak = self._weakrefable.get(tp)
         if weak is None:

@@ -1,0 +1,102 @@
+"""The native core: the reference :class:`Detector` with its hot path in C.
+
+``_native`` (racecheck/engine/_native.c) supplies the data the hot path touches, as C
+types: cells with C epochs, object shadows, thread states with C vector clocks, and a
+``Core`` whose six methods are the AccessSink fast paths.  Everything the fast path
+cannot settle goes to :meth:`NativeDetector._slow` below, which records the stack (the
+same interned :class:`StackTable` as the Python core) and applies FastTrack's rules in C.
+Threads, reports, suppressions and shadow reclamation are the reference code, unchanged,
+so both cores give the same verdicts (tests/engine/test_engine_differential.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from types import FrameType
+from typing import Any
+
+from racecheck.engine import _native  # type: ignore[attr-defined]
+from racecheck.engine.detector import _ATTR, _AUDIT, _ITEM, _OP_CLASS, _WHOLE, Detector
+from racecheck.engine.shadow import item_key
+
+_apply = _native.apply
+_same_epoch = _native.same_epoch
+
+
+class NativeDetector(Detector):
+    """:class:`Detector` whose per-access work runs in C (see the module docstring)."""
+
+    _cell_class = _native.Cell
+    _shadow_class = _native.Shadow
+    _state_class = _native.TState
+
+    def _bind_hot_paths(self) -> None:
+        core = self._core = _native.Core(self._tls, self._adopt, self._objs, self._slow)
+        self.read_attr = core.read_attr
+        self.write_attr = core.write_attr
+        self.read_item = core.read_item
+        self.write_item = core.write_item
+        self.mutate = core.mutate
+        self.iterate = core.iterate
+
+    def _set_ts(self, ts: Any) -> None:
+        super()._set_ts(ts)
+        self._core.set_current(ts)
+
+    @staticmethod
+    def _join(ts: Any, other: Any) -> None:
+        ts.join(other)
+
+    def _tick(self, ts: Any) -> None:
+        ts.tick()
+
+    def audit(self, obj: object, op: str, what: str, depth: int = 1) -> None:
+        cls = _OP_CLASS.get(op)
+        if cls is None:
+            raise ValueError(f"audit op must be read/write/mutate/iterate, not {op!r}")
+        ts = self._current()
+        sh = self._objs.get(id(obj))
+        if sh is not None and sh.audit is not None and _same_epoch(sh.audit, cls, ts):
+            return
+        try:
+            frame: FrameType | None = sys._getframe(depth + 1)
+        except ValueError:
+            frame = None
+        self._slow(ts, obj, _AUDIT, None, cls, what, frame)
+
+    def _slow(
+        self,
+        ts: Any,
+        obj: object,
+        ns: int,
+        key: object,
+        cls: int,
+        op: str,
+        frame: FrameType | None,
+    ) -> None:
+        if ts.busy:
+            return  # re-entered from inside the engine (GC, __del__): see detector's doc
+        ts.busy = True
+        prevs: list[Any] | None = None
+        try:
+            sh = self._objs.get(id(obj)) or self._shadow.get_or_create(obj)
+            cell = _peek(sh, ns, key)
+            if cell is not None and _same_epoch(cell, cls, ts):
+                return  # e.g. tuple keys and audits, which the C fast path skips
+            meta = (op, self._stacks.intern_frame(frame, self._depth), ts.rec)
+            if cell is None:
+                with self._stripes[(id(obj) >> 4) & 63]:
+                    cell = self._cell_locked(sh, ns, key)
+            prevs = _apply(cell, cls, ts, meta)
+        finally:
+            ts.busy = False
+        if prevs:
+            self._report(ts, obj, ns, key, op, frame, prevs)
+
+
+def _peek(sh: Any, ns: int, key: object) -> Any:
+    if ns == _ATTR:
+        return sh.attrs.get(key) if sh.attrs is not None else None
+    if ns == _ITEM:
+        return sh.items.get(item_key(key)[0]) if sh.items is not None else None
+    return sh.whole if ns == _WHOLE else sh.audit

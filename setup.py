@@ -1,0 +1,19 @@
+"""Build the optional native core (racecheck/engine/_native.c).
+
+``optional=True``: on a machine without a C compiler (or on an unsupported Python) the
+extension is skipped and racecheck runs on its pure-Python engine; everything else about
+the project lives in pyproject.toml.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "racecheck.engine._native",
+            sources=["racecheck/engine/_native.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-std=gnu11"],
+        )
+    ]
+)
