@@ -183,7 +183,7 @@ def _compile_both(path: Path, config: pytest.Config) -> Any:
     source_hash = importlib.util.source_hash(source)
     cache = _combined_cache_path(str(path))
     if cache is not None:
-        code = importhook._read_cache(cache, source_hash)
+        code = importhook.read_cached_code(cache, source_hash)
         if code is not None:
             return code
     filename = str(path)
@@ -192,7 +192,7 @@ def _compile_both(path: Path, config: pytest.Config) -> Any:
     rewrite_module(tree, filename)
     code = compile(tree, filename, "exec", dont_inherit=True)
     if cache is not None:
-        importhook._write_cache(cache, code, source_hash)
+        importhook.write_cached_code(cache, code, source_hash)
     return code
 
 

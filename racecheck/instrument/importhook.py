@@ -181,7 +181,10 @@ def _count(key: str) -> None:
         _stats[key] += 1
 
 
-def _read_cache(path: str, source_hash: bytes) -> CodeType | None:
+def read_cached_code(path: str, source_hash: bytes) -> CodeType | None:
+    """The code cached at ``path`` if it was written for source with ``source_hash`` by
+    this Python (magic number) and this racecheck; None when missing, stale or corrupt.
+    Public for the pytest plugin, which caches the test modules it rewrites itself."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -201,7 +204,10 @@ def _read_cache(path: str, source_hash: bytes) -> CodeType | None:
     return code if isinstance(code, CodeType) else None
 
 
-def _write_cache(path: str, code: CodeType, source_hash: bytes) -> None:
+def write_cached_code(path: str, code: CodeType, source_hash: bytes) -> None:
+    """Cache ``code`` at ``path`` for source with ``source_hash``: atomically (a private
+    temporary file, then ``os.replace``), silently skipped when it cannot be written or
+    when ``sys.dont_write_bytecode`` is set."""
     if sys.dont_write_bytecode:
         return
     data = importlib.util.MAGIC_NUMBER + _HASH_FLAGS + source_hash + marshal.dumps(code)
@@ -218,6 +224,10 @@ def _write_cache(path: str, code: CodeType, source_hash: bytes) -> None:
             pass
 
 
+_read_cache = read_cached_code  # the names older callers used
+_write_cache = write_cached_code
+
+
 def load_instrumented(source_path: str, source: bytes | None = None) -> CodeType:
     """The instrumented code of a source file, from the cache when it is fresh."""
     if source is None:
@@ -226,14 +236,14 @@ def load_instrumented(source_path: str, source: bytes | None = None) -> CodeType
     source_hash = importlib.util.source_hash(source)
     where = cache_path(source_path)
     if where is not None:
-        code = _read_cache(where, source_hash)
+        code = read_cached_code(where, source_hash)
         if code is not None:
             _count("cached")
             return code
     code = _rewrite_module.compile_instrumented(source, source_path)
     _count("rewritten")
     if where is not None:
-        _write_cache(where, code, source_hash)
+        write_cached_code(where, code, source_hash)
     return code
 
 
