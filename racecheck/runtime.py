@@ -47,8 +47,10 @@ _annotations: dict[Hashable, object] = {}
 
 
 def core_name() -> str:
-    """Which engine core is active (``python``; ``native`` once the C core exists)."""
-    return "python"
+    """Which engine core is active: ``native`` (the C hot path) or ``python``."""
+    from racecheck.engine.core import core_name as selected
+
+    return selected()
 
 
 def _load_suppressions(path: str | None) -> list[str]:
@@ -85,12 +87,12 @@ def enable(
     with _switch:
         if _session is not None:
             return
-        from racecheck.engine.detector import Detector
+        from racecheck.engine.core import make_detector
         from racecheck.instrument import hooks, importhook, stdlib
         from racecheck.instrument.backends.base import choose_backend
         from racecheck.liveness.lockorder import LockOrderChecker
 
-        engine = Detector(
+        engine = make_detector(
             history_size=options.history_size,
             suppressions=_load_suppressions(options.suppressions),
         )
