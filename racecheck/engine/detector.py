@@ -288,7 +288,8 @@ class Detector:
         if len(vc) <= slot:
             vc.extend([0] * (slot + 1 - len(vc)))
         vc[slot] += 1
-        return self._state_class(vc, slot, rec)
+        ts: _ThreadState = self._state_class(vc, slot, rec)
+        return ts
 
     def _lease_locked(self, ts: _ThreadState) -> None:
         lease = _Lease(ts, self._pending)

@@ -1,6 +1,6 @@
 """Micro-benchmark of the engine's per-access paths (not collected by pytest).
 
-    python tests/engine/bench_engine.py [N]
+    python tests/engine/bench_engine.py [N]          (RACECHECK_CORE=python|native)
 
 Prints ns per call, the best of 7 runs, for: an empty Python call with the same
 signature (the floor any Python hook pays), the same-epoch fast paths (write, read,
@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from racecheck.engine.detector import Detector
+from racecheck.engine.core import core_name, make_detector
 
 
 class Obj:
@@ -32,7 +32,7 @@ def deep(n: int, fn: Callable[[], float]) -> float:
 
 
 def main(n: int) -> None:
-    d = Detector()
+    d = make_detector()
     o = Obj()
     items: list[int] = []
 
@@ -100,7 +100,7 @@ def main(n: int) -> None:
     rows.append(("write_attr, slow path", best(lambda: deep(10, slow_write)) - pub))
     rows.append(("publish", pub))
     rows.append(("consume", best(consume)))
-    print(f"Python {sys.version.split()[0]}, {n} calls per run")
+    print(f"Python {sys.version.split()[0]}, {core_name()} core, {n} calls per run")
     for name, ns in rows:
         print(f"  {name:<26} {ns:8.0f} ns")
 
