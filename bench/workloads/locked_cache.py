@@ -23,7 +23,7 @@ class Cache:
 
 
 def worker(cache, start):
-    for i in range(150000):
+    for i in range(20000):
         cache.get((start + i * 13) % 2000)
 
 
