@@ -517,8 +517,8 @@ class _ItemProxy(tuple):  # type: ignore[type-arg]
         if sink is not None:
             if bits & C_INDEXED:
                 key = _norm_index(c, key)  # after the store: it succeeded, so in range
-                if key is None:
-                    return
+            if key is None:
+                return
             frame = _getframe(1)
             sink.write_item(c, key, frame)
             sink.mutate(c, frame)
@@ -591,28 +591,25 @@ CONTAINER_METHODS: dict[str, int] = {
 _JOINERS = (str, bytes, bytearray)
 
 
-class _MethodRecorder:
-    """A tracked container's bound method that records what the call does to it."""
+class _MethodRecorder(tuple):  # type: ignore[type-arg]
+    """A tracked container's bound method that records what the call does to it.
 
-    __slots__ = ("_method", "_c", "_flags", "_bits")
+    A ``(method, container, flags, bits)`` tuple subclass: ``lst.append(x)`` makes one
+    per call, and a tuple subclass is built in C with no Python ``__init__`` (one call
+    less on the hot path).  Equality, hash and other attributes are the bound method's."""
 
-    def __init__(self, method: Any, container: Any, flags: int, bits: int) -> None:
-        self._method = method
-        self._c = container
-        self._flags = flags
-        self._bits = bits
+    __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        c = self._c
-        flags = self._flags
+        method, c, flags, bits = self
         loc: Any = None
-        if flags & M_POP and self._bits & C_METHODS:
-            if self._bits & C_INDEXED:
+        if flags & M_POP and bits & C_METHODS:
+            if bits & C_INDEXED:
                 loc = _norm_index(c, args[0] if args else -1) if len(c) else None
             elif args and type(c) is not set and not isinstance(c, set):
                 loc = args[0]
         try:
-            result = self._method(*args, **kwargs)
+            result = method(*args, **kwargs)
         except BaseException as exc:
             _strip(exc)
             raise
@@ -622,7 +619,7 @@ class _MethodRecorder:
             if flags & M_ARGS:
                 for arg in args:
                     _record_iterate(sink, arg, frame)
-            if self._bits & C_METHODS:
+            if bits & C_METHODS:
                 if flags & M_MUTATE:
                     if loc is not None:
                         sink.write_item(c, loc, frame)
@@ -637,8 +634,22 @@ class _MethodRecorder:
                     sink.read_item(c, args[0], frame)
         return result
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(tuple.__getitem__(self, 0), name)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is _MethodRecorder:
+            other = tuple.__getitem__(other, 0)
+        return bool(tuple.__getitem__(self, 0) == other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(tuple.__getitem__(self, 0))
+
     def __repr__(self) -> str:
-        return repr(self._method)
+        return repr(tuple.__getitem__(self, 0))
 
 
 def _record_update(
@@ -844,9 +855,10 @@ class ModuleHooks:
         sink = _sink
         if sink is None:
             return value
-        bits = _container_kind(type(obj))
+        tp = type(obj)
+        bits = _EXACT[tp] if tp in _EXACT else _container_kind(tp)
         if bits & C_METHODS or (name == "join" and isinstance(obj, _JOINERS)):
-            return _MethodRecorder(value, obj, CONTAINER_METHODS[name], bits)
+            return _MethodRecorder((value, obj, CONTAINER_METHODS[name], bits))
         if not bits:
             _record_read(sink, obj, name, _getframe(1))
         return value
@@ -858,12 +870,18 @@ class ModuleHooks:
         because an unordered ``del`` won the race is still a read of that key."""
         sink = _sink
         if sink is not None:
-            bits = _container_kind(type(c))
+            tp = type(c)
+            bits = _EXACT[tp] if tp in _EXACT else _container_kind(tp)
             if bits & C_ITEMS:
-                rkey = key
-                if bits & C_INDEXED and type(key) is not slice:
+                if type(key) is slice:
+                    _record_item(sink, c, key, bits, False, _getframe(1))
+                elif not bits & C_INDEXED:
+                    if key is not None:  # None is _record_item's "no location" (as before)
+                        sink.read_item(c, key, _getframe(1))
+                else:
                     rkey = _norm_index(c, key)
-                _record_item(sink, c, rkey, bits, False, _getframe(1))
+                    if rkey is not None:
+                        sink.read_item(c, rkey, _getframe(1))
         try:
             return c[key]
         except BaseException as exc:
@@ -890,7 +908,8 @@ class ModuleHooks:
         container, the container itself otherwise."""
         if _sink is None:
             return c
-        bits = _container_kind(type(c))
+        tp = type(c)
+        bits = _EXACT[tp] if tp in _EXACT else _container_kind(tp)
         if bits & C_ITEMS:
             return _ItemProxy((c, bits))
         return c
@@ -901,9 +920,8 @@ class ModuleHooks:
         """An iterable about to be iterated (for, comprehension, unpacking, ``*c``)."""
         sink = _sink
         if sink is not None:
-            bits = _EXACT.get(type(c))
-            if bits is None:
-                bits = _container_kind(type(c))
+            tp = type(c)
+            bits = _EXACT[tp] if tp in _EXACT else _container_kind(tp)
             if bits & C_ITER:
                 sink.iterate(c, _getframe(1))
             elif bits & C_VIEW:

@@ -1,6 +1,6 @@
 """Micro-benchmark of the per-access hook cost (not a test; run it directly).
 
-2M attribute accesses (1M reads + 1M writes of ``o.x`` in a loop) in a rewritten
+CPU time (``time.thread_time``: steady on a shared machine) of 2M attribute accesses (1M reads + 1M writes of ``o.x`` in a loop) in a rewritten
 function, against the same function compiled plainly; the sink is a no-op object, so
 this measures the instrumentation itself, not the engine.
 
@@ -66,9 +66,9 @@ def _module(code) -> types.ModuleType:
 def _best(fn, *args, repeat: int = 5) -> float:
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         fn(*args)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.thread_time() - t0)
     return best
 
 
