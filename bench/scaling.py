@@ -36,7 +36,9 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
+from typing import Any
 
 THIS = Path(__file__).resolve()
 TOTAL_STEPS = 240_000  # table 1: total steps over all threads
@@ -113,18 +115,33 @@ def child_locations(n: int) -> dict[str, float]:
     return {}
 
 
+class Marker:
+    """A weakref-able sentinel kept in the list: dead after ``del`` + gc iff the list died."""
+
+
 def child_release(n: int) -> dict[str, float]:
     base = rss_kib()
-    cells = one_round(n)
+    cells: list[Any] = one_round(n)
+    marker = Marker()
+    cells.append(marker)
+    alive = weakref.ref(marker)
+    del marker
     touched = rss_kib()
     del cells
     gc.collect()
     dropped = rss_kib()
+    freed = alive() is None
     cells = one_round(n)
     again = rss_kib()
     del cells
     gc.collect()
-    return {"base": base, "touched": touched, "dropped": dropped, "again": again}
+    return {
+        "base": base,
+        "touched": touched,
+        "dropped": dropped,
+        "again": again,
+        "freed": float(freed),
+    }
 
 
 CHILDREN = {"threads": child_threads, "locations": child_locations, "release": child_release}
@@ -184,11 +201,14 @@ def release_table(n: int, env: dict[str, str]) -> None:
     )[2]
     print(f"### Release after objects die ({n:.0e} locations, one run each, load {load()})")
     print()
-    print("| run | RSS at start MB | after touching MB | after del + gc MB | after round 2 MB |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "| run | RSS at start MB | after touching MB | after del + gc MB | after round 2 MB "
+        "| objects freed by del + gc |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for name, r in (("plain", plain), ("racecheck", rc)):
         cells = " | ".join(f"{r[k] / 1024:.1f}" for k in ("base", "touched", "dropped", "again"))
-        print(f"| {name} | {cells} |")
+        print(f"| {name} | {cells} | {'yes' if r['freed'] else 'no'} |")
     print()
 
 
