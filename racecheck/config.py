@@ -153,7 +153,29 @@ def parse_report_spec(spec: str, where: str = "--report") -> tuple[str, str]:
         raise OptionsError(
             f"{where}: unknown report format {fmt!r} (choose from {', '.join(REPORT_FORMATS)})"
         )
+    _check_writable(path, where)
     return fmt, path
+
+
+def _check_writable(path: str, where: str) -> None:
+    """Fail at start-up, not after the program ran, when a report cannot be written:
+    the path is a directory, or its nearest existing ancestor is not a writable
+    directory (missing parent directories are created when the report is written)."""
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        raise OptionsError(f"{where}: cannot write report {path!r}: it is a directory")
+    ancestor = os.path.dirname(target)
+    while not os.path.exists(ancestor):
+        parent = os.path.dirname(ancestor)
+        if parent == ancestor:
+            break
+        ancestor = parent
+    if not os.path.isdir(ancestor):
+        raise OptionsError(
+            f"{where}: cannot write report {path!r}: {ancestor!r} is not a directory"
+        )
+    if not os.access(ancestor, os.W_OK):
+        raise OptionsError(f"{where}: cannot write report {path!r}: {ancestor!r} is not writable")
 
 
 def _as_reports(value: Any, where: str) -> list[tuple[str, str]]:

@@ -130,3 +130,15 @@ def test_cli_errors(tmp_path) -> None:
         load_options({"reports": ("html:x",)}, env={}, start=tmp_path, pyproject=False)
     with pytest.raises(OptionsError, match="unknown option 'nope'"):
         load_options({"nope": 1}, env={}, start=tmp_path, pyproject=False)
+
+
+def test_report_path_that_cannot_be_written_fails_at_start(tmp_path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    with pytest.raises(OptionsError, match="is not a directory"):
+        load_options({"reports": [f"json:{blocker}/r.json"]}, env={}, start=tmp_path)
+    with pytest.raises(OptionsError, match="it is a directory"):
+        load_options({"reports": [f"sarif:{tmp_path}"]}, env={}, start=tmp_path)
+    # a missing parent directory is fine: it is created when the report is written
+    opts = load_options({"reports": [f"json:{tmp_path}/new/dir/r.json"]}, env={}, start=tmp_path)
+    assert opts.reports == [("json", f"{tmp_path}/new/dir/r.json")]

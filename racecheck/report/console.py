@@ -240,7 +240,10 @@ class Reporter:
         from racecheck.report.sarif import write_sarif
 
         for fmt, path in self.options.reports:
-            if fmt == "json":
-                write_report(findings, path)
-            elif fmt == "sarif":
-                write_sarif(findings, path, strip_path_prefix=self.options.strip_path_prefix)
+            try:
+                if fmt == "json":
+                    write_report(findings, path)
+                elif fmt == "sarif":
+                    write_sarif(findings, path, strip_path_prefix=self.options.strip_path_prefix)
+            except OSError as exc:  # checked at start-up; the disk can still fill up
+                self._write(f"racecheck: cannot write {fmt} report {path}: {exc.strerror or exc}\n")
