@@ -83,12 +83,16 @@ def describe(obj: object) -> tuple[str, str]:
     """(location prefix, object description) without running user code: ``Counter`` and
     ``app.Counter object at 0x7f...``; ``app`` and ``module app`` for a module; ``Cls`` and
     ``class app.Cls`` for a class; ``list`` and ``list object at 0x...``."""
-    if isinstance(obj, ModuleType):
-        name = _module_name(obj)
+    tp = type(obj)  # never isinstance(): it would consult a user's ``__class__``
+    if issubclass(tp, ModuleType):
+        name = _module_name(obj)  # type: ignore[arg-type]
         return name, f"module {name}"
-    if isinstance(obj, type):
-        return _short(obj), f"class {_qualified(obj)}"
-    tp = type(obj)
+    if issubclass(tp, type):
+        return _short(obj), f"class {_qualified(obj)}"  # type: ignore[arg-type]
+    if tp.__name__ == "CellScope" and tp.__module__ == "racecheck.instrument.hooks":
+        # closure cells: ``make.hits (closure variable of make, scope at 0x...)``
+        function = str(getattr(obj, "function", "?"))
+        return function, f"closure variable of {function}, scope at {id(obj):#x}"
     desc = f"{_qualified(tp)} object at {id(obj):#x}"
     created = _created_at(obj)
     if created:
