@@ -12,6 +12,7 @@ Stacks are innermost frame first, as Go prints them.
 from __future__ import annotations
 
 import hashlib
+import linecache
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -178,7 +179,20 @@ Finding = RaceFinding | LeakFinding | DeadlockFinding | InversionFinding
 
 
 def to_dict(finding: Finding) -> dict[str, Any]:
-    """The JSON shape of a finding (see the README's report schema)."""
+    """The JSON shape of a finding (docs/report-schema.md).  Frames whose source line
+    was not filled in when they were recorded get it here, as the text report does."""
     d = asdict(finding)
     d["fingerprint"] = finding.fingerprint
+    _fill_lines(d)
     return d
+
+
+def _fill_lines(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("line") == "" and "filename" in node and "lineno" in node:
+            node["line"] = linecache.getline(node["filename"], node["lineno"]).strip()
+        for value in node.values():
+            _fill_lines(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            _fill_lines(value)
