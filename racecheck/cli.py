@@ -277,7 +277,7 @@ def _run_program(
 @click.option("--log-path", help="Append reports to this file instead of stderr.")
 @click.option("--strip-path-prefix", help="Remove this prefix from file names in reports.")
 @click.option("--history-size", type=int, help="Access history kept per thread (Go's).")
-@click.option("--suppressions", help="Suppressions file (race:module.function lines).")
+@click.option("--suppressions", help="Suppressions file: race:PATTERN lines (fnmatch on module.function, function or file of any frame).")
 @click.option(
     "--report",
     "reports",
@@ -333,7 +333,8 @@ def report(path: str, html_out: str | None, color: str, strip_path_prefix: str) 
         from racecheck.report.html import write_html
 
         pages = write_html(findings, html_out, strip_path_prefix=strip_path_prefix)
-        click.echo(f"racecheck: wrote {len(pages)} page(s) to {html_out}", err=True)
+        index = os.path.join(html_out, "index.html")
+        click.echo(f"racecheck: wrote {index} and {len(pages)} finding page(s)", err=True)
         return
     # The rendering is this command's output, so it goes to stdout (pipe it, page it).
     reporter = Reporter(
