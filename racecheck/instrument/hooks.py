@@ -87,6 +87,9 @@ run a user's ``__del__``, whose instrumented code calls the hooks again."""
 _reads: dict[str, dict[int, int]] = {}
 _writes: dict[str, dict[int, int]] = {}
 _dels: dict[str, dict[int, int]] = {}
+_pure: dict[str, dict[int, int]] = {}
+"""Per (name, type) with read kind ACCESS: 1 when loading the attribute runs no Python
+code (see ``_decide_pure``), else 0.  Used only by ``ModuleHooks.rd2``."""
 _objok: dict[int, bool] = {}
 """Per class/module object: may its attributes be accesses (not racecheck's, mutable)."""
 _ckinds: dict[int, int] = {}
@@ -112,7 +115,7 @@ def _forget(key: int, ref: weakref.ref[Any]) -> None:
     try:
         if _refs.get(key) is not ref:
             return
-        for table in (_reads, _writes, _dels):
+        for table in (_reads, _writes, _dels, _pure):
             for per_type in table.copy().values():
                 per_type.pop(key, None)
         _objok.pop(key, None)
@@ -146,14 +149,15 @@ def _register(obj: object, guard: weakref.ref[Any] | None) -> None:
 def _invalidate(name: str) -> None:
     """A class attribute changed: decisions about ``name`` (or all, for a dunder) may be
     stale.  Publishes fresh empty tables; readers holding an old one finish with it."""
-    global _reads, _writes, _dels
+    global _reads, _writes, _dels, _pure
     with _cache_lock:
         if name in _GLOBAL_DUNDERS:
-            _reads, _writes, _dels = {}, {}, {}
+            _reads, _writes, _dels, _pure = {}, {}, {}, {}
         else:
             _reads.pop(name, None)
             _writes.pop(name, None)
             _dels.pop(name, None)
+            _pure.pop(name, None)
 
 
 def _store(table: dict[str, dict[int, int]], tp: type, name: str, kind: int) -> None:
@@ -263,6 +267,25 @@ def _decide_write(tp: type, name: str, table: dict[str, dict[int, int]], dunder:
         kind = _decide_instance(tp, name, dunder)
     _store(table, tp, name, kind)
     return kind
+
+
+def _decide_pure(tp: type, name: str) -> int:
+    """1 when loading ``obj.name`` (read kind ACCESS) on an instance of ``tp`` can run
+    no Python code: the generic ``object.__getattribute__``, no ``__getattr__`` anywhere
+    on the MRO, and the class attribute of that name (if any) is no descriptor or one
+    whose ``__get__`` is implemented in C (functions, slots, classmethod...).  Then the
+    load is a dict or slot lookup, nothing in it can synchronise."""
+    pure = (
+        _lookup(tp, "__getattribute__") is object.__getattribute__
+        and _lookup(tp, "__getattr__") is _MISSING
+    )
+    if pure:
+        attr = _lookup(tp, name)
+        if attr is not _MISSING:
+            get = _lookup(type(attr), "__get__")
+            pure = get is _MISSING or isinstance(get, _C_SLOTS)
+    _store(_pure, tp, name, int(pure))
+    return int(pure)
 
 
 def _object_ok(obj: Any) -> bool:
@@ -798,6 +821,54 @@ class ModuleHooks:
             elif kind:
                 _read_slow(sink, obj, name, kind, _getframe(1))
         return obj
+
+    def rd2(self, obj: Any, name: str) -> Any:
+        """``obj.name`` (load) immediately followed by a second identical load whose
+        hook the rewriter elided (``p.vx * p.vx``, see the rewrite module docstring):
+        records the read, performs the first load itself and returns its *value*.  When
+        that load may have run Python code (a descriptor's ``__get__``, ``__getattr__``,
+        a class or module attribute), the second read is recorded here, after the load,
+        exactly when its own hook would have run; otherwise it would be a same-epoch
+        repeat of the first (nothing between them can synchronise) and is not."""
+        sink = _sink
+        if sink is None:
+            try:
+                return _B_GETATTR(obj, name)
+            except BaseException as exc:
+                _strip(exc)
+                raise
+        key = id(type(obj))
+        try:
+            kind = _reads[name][key]
+        except KeyError:
+            kind = _decide_read(type(obj), name)
+        if kind == 1:  # ACCESS
+            sink.read_attr(obj, name, _getframe(1))
+        elif kind:
+            _read_slow(sink, obj, name, kind, _getframe(1))
+        try:
+            value = _B_GETATTR(obj, name)
+        except BaseException as exc:
+            _strip(exc)
+            raise
+        if kind == 1:
+            try:
+                pure = _pure[name][key]
+            except KeyError:
+                pure = _decide_pure(type(obj), name)
+            if pure:
+                return value
+        sink = _sink  # the second read, as its own ``rd`` would have recorded it
+        if sink is not None:
+            try:
+                kind = _reads[name][id(type(obj))]
+            except KeyError:
+                kind = _decide_read(type(obj), name)
+            if kind == 1:
+                sink.read_attr(obj, name, _getframe(1))
+            elif kind:
+                _read_slow(sink, obj, name, kind, _getframe(1))
+        return value
 
     def sw(self, obj: Any, name: str) -> Any:
         """``obj.name = v`` target: record the write, return ``obj`` for the native store."""

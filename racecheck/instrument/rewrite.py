@@ -50,6 +50,29 @@ The memory model this implements (what counts as an access):
   ``exec``/``eval`` of strings are not instrumented (documented blind spots), nor is
   anything inside uninstrumented modules (C code iterating a list, ``json.dumps``...).
 
+Elisions (an access that is not reported because reporting it provably changes no verdict):
+
+* ``p.x OP p.x``: the two operands of one binary operation, both ``name.attr`` loads of
+  the same attribute through the same function-local variable, on one line.  The left
+  becomes ``__rc__.rd2(p, 'x')``, which records the read, performs the load and returns
+  the value; the right stays a native load with no hook.  Why it is sound: nothing is
+  evaluated between the two loads (operands are evaluated back to back, the operator
+  runs after both), ``p`` is a fast local no other frame or thread can rebind, so the
+  second read is of the same location by the same thread.  If the first load can run no
+  Python code (generic ``__getattribute__``, no ``__getattr__``, the class attribute is
+  absent, not a descriptor, or a C-implemented one: decided per type and cached), no
+  synchronisation can happen between the two reads, the thread's epoch is unchanged and
+  the engine would treat the second read as a same-epoch repeat of the first (a
+  concurrent write in between is reported against the first read, at the same line).
+  If the first load may run Python code (a Python ``__get__``, ``__getattr__``, class or
+  module attributes), ``rd2`` records the second read itself right after the load,
+  exactly where its own hook would have run.  The assumption is the hooks' usual one:
+  asynchronous code (signal handlers, finalizers run by the garbage collector) does not
+  synchronise between an access and its record; and attribute names are plain strings.
+  Not elided: anything with an intervening evaluation (``p.x * k * p.x``), receivers
+  that are globals, cells or expressions, and class or module scopes (their namespace
+  can be a user mapping).
+
 Line numbers and column offsets of every node are kept (new nodes copy the location of
 the node they replace), the docstring stays first and ``from __future__`` imports stay
 before the hooks import.
@@ -653,6 +676,40 @@ class _Rewriter(ast.NodeTransformer):
         else:
             node.value = self.hook("sd", [value, key], node)
         return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        left, right = node.left, node.right
+        if self.same_local_attribute(left, right):
+            assert isinstance(left, ast.Attribute)
+            key = self.const(self.mangle(left.attr), left)
+            node.left = self.hook("rd2", [left.value, key], left)
+            return node  # ``right`` stays a native load: rd2 stands for its read
+        node.left = self.visit(left)
+        node.right = self.visit(right)
+        return node
+
+    def same_local_attribute(self, a: ast.expr, b: ast.expr) -> bool:
+        """Are ``a`` and ``b`` the same ``name.attr`` load on one line, ``name`` a
+        function-local variable (nothing but this frame can rebind it), so that when
+        evaluated back to back (a binary operation's operands) they read one location
+        with nothing in between?  See "Elisions" in the module docstring."""
+        if not (
+            isinstance(a, ast.Attribute)
+            and isinstance(b, ast.Attribute)
+            and isinstance(a.ctx, ast.Load)
+            and isinstance(b.ctx, ast.Load)
+            and a.attr == b.attr
+            and a.attr not in CONTAINER_METHODS
+            and isinstance(a.value, ast.Name)
+            and isinstance(b.value, ast.Name)
+            and a.value.id == b.value.id
+            and a.lineno == a.end_lineno == b.lineno == b.end_lineno
+        ):
+            return False
+        name = a.value.id
+        if self.cur.kind not in (_FUNCTION, _LAMBDA, _COMP) or name == "__class__":
+            return False
+        return _resolve(self.cur, name, marking=False)[0] == LOCAL
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         value = self.visit(node.value)
