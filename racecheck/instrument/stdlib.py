@@ -7,9 +7,12 @@ for happens-before, and ``lifecycle`` for threads), and nothing more: the locks 
 conditions those modules use internally add no edges, or they would hide races.
 ``uninstall()`` puts back every original attribute exactly.  Both are idempotent.
 
-Raw locks (``threading.Lock()``/``RLock()``, C objects) are covered by :func:`wrap_with`
-(``with lock:`` in rewritten code) and by the sync backends
-(``racecheck.instrument.backends``) for ``acquire()``/``release()`` calls anywhere.
+While installed, ``threading.Lock()``/``RLock()`` called from the user's code return
+:class:`ObservedLock`/:class:`ObservedRLock` (``stdlib_locks``), whose every acquire and
+release, ``with`` included, reports its edges.  Raw locks (made before install, or by
+the modelled modules, C objects) are covered by :func:`wrap_with` (``with lock:`` in
+rewritten code) and by the sync backends (``racecheck.instrument.backends``) for
+``acquire()``/``release()`` calls anywhere.
 
 ``track_threads()``/``untrack_threads()`` (refcounted, independent of detection) record
 what the leak checker needs: :func:`thread_created_at`, :func:`thread_target`,
@@ -21,6 +24,7 @@ from __future__ import annotations
 from racecheck._rawsync import allocate_lock
 from racecheck._types import ThreadLifecycle
 from racecheck.instrument import stdlib_futures, stdlib_queue, stdlib_sync, stdlib_threads
+from racecheck.instrument.stdlib_locks import ObservedLock, ObservedRLock, is_observed
 from racecheck.instrument.stdlib_sync import LOCK_TOKENS, raw_acquired, raw_releasing, wrap_with
 from racecheck.instrument.stdlib_threads import (
     ExecutorRecord,
@@ -36,10 +40,13 @@ from racecheck.instrument.stdlib_threads import (
 __all__ = [
     "LOCK_TOKENS",
     "ExecutorRecord",
+    "ObservedLock",
+    "ObservedRLock",
     "capture_stack",
     "executor_of",
     "install",
     "installed",
+    "is_observed",
     "live_executors",
     "raw_acquired",
     "raw_releasing",

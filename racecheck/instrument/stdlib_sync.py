@@ -1,8 +1,10 @@
 """Edges of the ``threading`` primitives, by their documented contract.
 
-* raw locks (``threading.Lock``/``RLock`` are C objects that cannot be patched): tokens in
-  :data:`LOCK_TOKENS`, fed by :func:`wrap_with` (``with lock:`` in rewritten code) and by
-  the sync backends (``lock.acquire()``/``release()`` calls anywhere);
+* locks the user creates after install are observed wrappers (``stdlib_locks``: the
+  ``threading.Lock``/``RLock`` factories are replaced) that report their own edges;
+* raw locks (made before install, or by contract-modelled modules; C objects that cannot
+  be patched): tokens in :data:`LOCK_TOKENS`, fed by :func:`wrap_with` (``with lock:`` in
+  rewritten code) and by the sync backends (``lock.acquire()``/``release()`` anywhere);
 * ``Condition`` (via its lock; ``wait`` releases and re-acquires it), ``Event`` (set ->
   wait/is_set returning True), ``Semaphore``/``BoundedSemaphore`` (release -> acquire),
   ``Barrier`` (every arrival of a generation -> every departure of it): patched at class
@@ -23,6 +25,11 @@ from racecheck.instrument.stdlib_common import (
     RawLockTokens,
     add_transparent,
     called_from_user,
+)
+from racecheck.instrument.stdlib_locks import (
+    install_lock_factories,
+    is_observed,
+    uninstall_lock_factories,
 )
 from racecheck.sync import events
 
@@ -106,25 +113,25 @@ def _releasing(lock: Any) -> None:
 
 def _cond_enter(self: Any) -> Any:
     result = _orig_cond_enter(self)
-    if called_from_user(1):
-        lock = _lock_of(self)
+    lock = _lock_of(self)
+    if not is_observed(lock) and called_from_user(1):
         _acquired(lock)
         events.lock_acquired(lock, True, 2)
     return result
 
 
 def _cond_exit(self: Any, *exc: Any) -> Any:
-    if called_from_user(1):
-        lock = _lock_of(self)
+    lock = _lock_of(self)
+    if not is_observed(lock) and called_from_user(1):
         events.lock_released(lock)
         _releasing(lock)
     return _orig_cond_exit(self, *exc)
 
 
 def _cond_wait(self: Any, timeout: float | None = None) -> bool:
-    if not called_from_user(1):
-        return _orig_cond_wait(self, timeout)
     lock = _lock_of(self)
+    if is_observed(lock) or not called_from_user(1):
+        return _orig_cond_wait(self, timeout)  # an observed lock reports its own edges
     _releasing(lock)
     try:
         return _orig_cond_wait(self, timeout)
@@ -307,9 +314,11 @@ def install_sync() -> None:
     p.patch(_Bar, "wait", _bar_wait)
     p.patch(_Bar, "_enter", _bar_enter)
     p.patch(_Bar, "_release", _bar_release)
+    install_lock_factories()
 
 
 def uninstall_sync() -> None:
+    uninstall_lock_factories()
     _patcher.restore()
     _tokens.clear()
     LOCK_TOKENS.clear()

@@ -52,8 +52,7 @@ def capture_stack(depth: int = 1, limit: int = 32) -> Stack:
     except ValueError:
         return ()
     return tuple(
-        Frame(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
-        for f in user_frames(frame, limit)
+        Frame(f.f_code.co_filename, f.f_lineno, f.f_code.co_name) for f in user_frames(frame, limit)
     )
 
 

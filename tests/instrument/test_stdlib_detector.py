@@ -3,6 +3,7 @@ synchronised version reports nothing, the racy twin reports the race."""
 
 from __future__ import annotations
 
+import _thread
 import queue
 import sys
 import threading
@@ -134,7 +135,7 @@ def test_backend_sees_a_library_lock(det: Any, with_backend: bool) -> None:
     if with_backend:
         backend.start()
     try:
-        lock = threading.Lock()
+        lock = _thread.allocate_lock()  # raw, like a lock made before install
         box = Box()
 
         def locked() -> None:

@@ -1,0 +1,307 @@
+"""Observed locks: ``threading.Lock()``/``RLock()`` made by the user's code while racecheck
+is installed come back wrapped, so every way of taking them reports its edges.
+
+Why: a raw C lock's ``__enter__`` raises no event any hook can see on 3.11-3.13, so
+``with lock:`` in code the rewriter does not instrument (a library in site-packages, or
+``logging.Handler.handle`` on 3.13), ``ExitStack.enter_context(lock)`` and explicit
+``lock.__enter__()`` used to be invisible, and the data those locks protect was reported
+as racy.  Like ThreadSanitizer intercepting ``pthread_mutex_*``, we intercept the
+factories instead: the wrapper's methods are Python code, so they cannot be missed.
+
+Only the *creator* decides, once, at creation: a lock made by racecheck itself or by a
+contract-modelled stdlib module (``is_internal_file``: ``threading``, ``queue``,
+``concurrent.futures``...) stays the raw C lock, because those modules' internal locks
+must add no edges (``queue``'s contract promises put -> get, not "everything before any
+put -> everything after any get").  Locks created before install (or through
+``_thread`` directly, or through a ``from threading import Lock`` done before install)
+stay raw: the backends and ``wrap_with`` cover their ``acquire()``/``release()`` and
+instrumented ``with`` blocks, and ``with`` in uninstrumented code remains a blind spot.
+
+Edges: consume the lock's token after every successful acquire, publish into it before
+every release, exactly like ``wrap_with``'s region and the backends do for raw locks,
+plus the lock-order events (``blocking=False`` for a try-acquire).  The token lives in
+the wrapper: an RLock's is guarded by the RLock itself (only its owner may touch it); a
+Lock may legally be released by another thread than its holder, so its token has a
+small guard lock of its own.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+import threading
+from typing import Any
+
+from racecheck._rawsync import allocate_lock
+from racecheck.instrument.stdlib_common import RAW_LOCK_TYPES, Patcher, is_internal_file
+from racecheck.sync import events
+
+__all__ = [
+    "OBSERVED_TYPES",
+    "ObservedLock",
+    "ObservedRLock",
+    "install_lock_factories",
+    "is_observed",
+    "uninstall_lock_factories",
+]
+
+_RawLockType, _RawRLockType = RAW_LOCK_TYPES
+
+
+def _site_depth(depth: int) -> int:
+    """``depth`` moved outwards past frames of contract-modelled modules (Condition's
+    ``__enter__``/``wait`` calling our methods), so lock-order stacks start at the user's
+    line.  Unchanged when no user frame is found."""
+    try:
+        frame: Any = sys._getframe(depth + 1)
+    except ValueError:
+        return depth
+    extra = 0
+    while frame is not None:
+        if not is_internal_file(frame.f_code.co_filename):
+            return depth + extra
+        frame = frame.f_back
+        extra += 1
+    return depth
+
+
+def _repr_of(wrapper: object, raw: object) -> str:
+    """The raw lock's repr (``<locked _thread.lock object at 0x...>``) with the
+    wrapper's address, so it matches the ``id()`` reports show."""
+    return repr(raw).replace(f"{id(raw):#x}", f"{id(wrapper):#x}")
+
+
+def _cannot_pickle(raw: object) -> TypeError:
+    kind = type(raw)
+    return TypeError(f"cannot pickle '{kind.__module__}.{kind.__qualname__}' object")
+
+
+class ObservedLock:
+    """A ``threading.Lock`` whose acquire/release (however reached) report edges."""
+
+    __slots__ = ("__weakref__", "_created_at", "_guard", "_raw", "_token")
+
+    def __init__(self, raw: Any, created_at: tuple[events.SiteFrame, ...] = ()) -> None:
+        self._raw = raw
+        self._guard = allocate_lock()  # guards _token: any thread may release a Lock
+        self._token: object | None = None
+        self._created_at = created_at
+
+    # -- the edges ----------------------------------------------------------------------
+
+    def _took(self, blocking: bool, depth: int) -> None:
+        """After a successful acquire by the calling thread."""
+        if events._hb is not None:
+            with self._guard:
+                token = self._token
+            events.consume(token)
+        if events._locks is not None:
+            events.lock_acquired(self, blocking, _site_depth(depth + 1))
+
+    def _giving_back(self) -> None:
+        """Just before the release (only if the lock is held: a failing release must
+        hand no edge to the next acquirer)."""
+        if events._locks is not None:
+            events.lock_released(self)
+        if events._hb is not None and self._raw.locked():
+            with self._guard:
+                self._token = events.publish(self._token)
+
+    # -- the lock's interface -----------------------------------------------------------
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got: bool = self._raw.acquire(blocking, timeout)
+        if got:
+            self._took(bool(blocking), 1)
+        return got
+
+    def release(self) -> None:
+        self._giving_back()
+        self._raw.release()
+
+    def __enter__(self) -> bool:
+        got: bool = self._raw.acquire()
+        self._took(True, 1)
+        return got
+
+    def __exit__(self, *exc: object) -> None:
+        self._giving_back()
+        self._raw.release()
+
+    acquire_lock = acquire  # the old aliases the C lock still has
+    release_lock = release
+
+    def locked(self) -> bool:
+        return bool(self._raw.locked())
+
+    def _at_fork_reinit(self) -> None:
+        # The child has one thread: a guard held by a thread that did not survive the
+        # fork must not stay held.
+        self._raw._at_fork_reinit()
+        self._guard = allocate_lock()
+
+    def __repr__(self) -> str:
+        return _repr_of(self, self._raw)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise _cannot_pickle(self._raw)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_raw":  # half-built (copy/unpickle): never recurse
+            raise AttributeError(name)
+        return getattr(self._raw, name)
+
+
+class ObservedRLock:
+    """A ``threading.RLock`` whose acquire/release (however reached, including
+    ``Condition.wait``'s ``_release_save``/``_acquire_restore``) report edges."""
+
+    __slots__ = ("__weakref__", "_created_at", "_raw", "_token")
+
+    def __init__(self, raw: Any, created_at: tuple[events.SiteFrame, ...] = ()) -> None:
+        self._raw = raw
+        self._token: object | None = None  # guarded by the RLock: only its owner uses it
+        self._created_at = created_at
+
+    def _took(self, blocking: bool, depth: int) -> None:
+        if events._hb is not None:
+            events.consume(self._token)
+        if events._locks is not None:
+            events.lock_acquired(self, blocking, _site_depth(depth + 1))
+
+    def _giving_back(self) -> None:
+        if not self._raw._is_owned():
+            return  # the release will raise; nothing was ours to publish
+        if events._locks is not None:
+            events.lock_released(self)
+        if events._hb is not None:
+            self._token = events.publish(self._token)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got: bool = self._raw.acquire(blocking, timeout)
+        if got:
+            self._took(bool(blocking), 1)
+        return got
+
+    def release(self) -> None:
+        self._giving_back()
+        self._raw.release()
+
+    def __enter__(self) -> bool:
+        got: bool = self._raw.acquire()
+        self._took(True, 1)
+        return got
+
+    def __exit__(self, *exc: object) -> None:
+        self._giving_back()
+        self._raw.release()
+
+    def _is_owned(self) -> bool:
+        return bool(self._raw._is_owned())
+
+    def _release_save(self) -> Any:
+        """Condition.wait: release every level at once (one lock-order release: the
+        checker keeps the rest of the count, and the restore below adds it back)."""
+        self._giving_back()
+        return self._raw._release_save()
+
+    def _acquire_restore(self, state: Any) -> None:
+        self._raw._acquire_restore(state)
+        self._took(True, 1)
+
+    def _at_fork_reinit(self) -> None:
+        self._raw._at_fork_reinit()
+
+    def __repr__(self) -> str:
+        return _repr_of(self, self._raw)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise _cannot_pickle(self._raw)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_raw":
+            raise AttributeError(name)
+        return getattr(self._raw, name)
+
+
+OBSERVED_TYPES: tuple[type, ...] = (ObservedLock, ObservedRLock)
+
+
+def is_observed(lock: object) -> bool:
+    """True for the wrappers: they report their own edges, so the Condition patches
+    must not report them a second time."""
+    return type(lock) in OBSERVED_TYPES
+
+
+def _creator_is_internal() -> bool:
+    """Whether the factory's caller (two frames up from here) is racecheck or a
+    contract-modelled module."""
+    try:
+        return is_internal_file(sys._getframe(2).f_code.co_filename)
+    except ValueError:
+        return True
+
+
+class _LockFactory:
+    """Stands in for ``threading.Lock``.  A callable object rather than a function
+    because on 3.13 ``threading.Lock`` is the lock *type*: ``isinstance(x,
+    threading.Lock)`` and ``threading.Lock | None`` must keep working."""
+
+    def __init__(self, original: Any) -> None:
+        self._original = original
+        self.__doc__ = original.__doc__
+        self.__module__ = getattr(original, "__module__", "threading")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raw = self._original(*args, **kwargs)
+        if _creator_is_internal():
+            return raw
+        return ObservedLock(raw, events.creation_site(1, limit=4))
+
+    def __instancecheck__(self, obj: object) -> bool:
+        return isinstance(obj, (_RawLockType, ObservedLock))
+
+    def __subclasscheck__(self, cls: type) -> bool:
+        return issubclass(cls, (_RawLockType, ObservedLock))
+
+    def __or__(self, other: Any) -> Any:
+        return operator.or_(self._original, other)
+
+    def __ror__(self, other: Any) -> Any:
+        return operator.or_(other, self._original)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_original":
+            raise AttributeError(name)
+        return getattr(self._original, name)
+
+    def __repr__(self) -> str:
+        return repr(self._original)
+
+
+_patcher = Patcher()
+
+
+def install_lock_factories() -> None:
+    """Replace ``threading.Lock`` and ``threading.RLock`` (idempotent).
+
+    ``threading._allocate_lock`` is left alone: only ``threading`` itself calls it
+    (Condition's waiter locks, thread state locks), which must stay raw anyway.
+    """
+    if _patcher:
+        return
+    original_rlock = threading.RLock
+
+    def RLock(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - the name it replaces
+        raw = original_rlock(*args, **kwargs)
+        if type(raw) is not _RawRLockType or _creator_is_internal():
+            return raw  # (the pure-Python _PyRLock is Python code: nothing to wrap)
+        return ObservedRLock(raw, events.creation_site(1, limit=4))
+
+    _patcher.patch(threading, "Lock", _LockFactory(threading.Lock))
+    _patcher.patch(threading, "RLock", RLock)
+
+
+def uninstall_lock_factories() -> None:
+    """Put back the original factories (the wrappers made meanwhile keep working)."""
+    _patcher.restore()
