@@ -25,6 +25,10 @@ def attrs(o, n):
     for _ in range(n):
         o.x = o.x + 1
 
+def squares(o, n):
+    for _ in range(n):
+        o.x * o.x
+
 def items(d, n):
     for _ in range(n):
         d["k"] = d["k"] + 1
@@ -79,6 +83,7 @@ def main() -> None:
     rows = []
     for label, fn_name, arg in (
         ("attr read+write", "attrs", lambda m: m.Obj()),
+        ("attr square o.x * o.x", "squares", lambda m: m.Obj()),
         ("dict item read+write", "items", lambda m: {"k": 0}),
         ("list append+pop", "calls", lambda m: []),
     ):
