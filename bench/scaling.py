@@ -16,7 +16,9 @@ alternating, medians of ``--runs``:
    O(live locations), i.e. that number must stay roughly constant.
 3. **release**: inside one run (plain and racecheck), RSS after the objects of table 2 are
    touched, then after they are dropped and ``gc.collect()`` runs, then after a second
-   identical round.  Shadow state must die with the objects: the second round must not grow
+   identical round; once with a plain list of ``__slots__`` objects (racecheck cannot
+   weak-reference them, so its shadow holds them strongly until a sweep) and once with
+   everything weak-referenceable.  Shadow state must die with the objects: the second round must not grow
    the peak (memory reused), and the drop should show in RSS as far as the allocator gives
    pages back.
 
@@ -100,8 +102,19 @@ def touch(cells: list[Cell]) -> None:
         c.value = c.value + 1
 
 
-def one_round(n: int) -> list[Cell]:
-    cells = [Cell(k) for k in range(n)]
+class WeakCell:
+    __slots__ = ("value", "__weakref__")
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class Bag(list):  # type: ignore[type-arg]
+    """A list that accepts weak references (a plain list does not)."""
+
+
+def one_round(n: int, weak: bool = False) -> list[Any]:
+    cells: list[Any] = Bag(WeakCell(k) for k in range(n)) if weak else [Cell(k) for k in range(n)]
     for _ in range(2):
         t = threading.Thread(target=touch, args=(cells,))
         t.start()
@@ -119,9 +132,9 @@ class Marker:
     """A weakref-able sentinel kept in the list: dead after ``del`` + gc iff the list died."""
 
 
-def child_release(n: int) -> dict[str, float]:
+def child_release(n: int, weak: bool = False) -> dict[str, float]:
     base = rss_kib()
-    cells: list[Any] = one_round(n)
+    cells: list[Any] = one_round(n, weak)
     marker = Marker()
     cells.append(marker)
     alive = weakref.ref(marker)
@@ -131,7 +144,7 @@ def child_release(n: int) -> dict[str, float]:
     gc.collect()
     dropped = rss_kib()
     freed = alive() is None
-    cells = one_round(n)
+    cells = one_round(n, weak)
     again = rss_kib()
     del cells
     gc.collect()
@@ -144,7 +157,16 @@ def child_release(n: int) -> dict[str, float]:
     }
 
 
-CHILDREN = {"threads": child_threads, "locations": child_locations, "release": child_release}
+def child_release_weak(n: int) -> dict[str, float]:
+    return child_release(n, weak=True)
+
+
+CHILDREN = {
+    "threads": child_threads,
+    "locations": child_locations,
+    "release": child_release,
+    "release_weak": child_release_weak,
+}
 
 
 # ---------------------------------------------------------------- driver side
@@ -194,11 +216,15 @@ def load() -> str:
 
 
 def release_table(n: int, env: dict[str, str]) -> None:
-    plain = run([sys.executable, str(THIS), "--child", "release", str(n)], {})[2]
-    rc = run(
-        [sys.executable, "-m", "racecheck.cli", "run", str(THIS), "--child", "release", str(n)],
-        env,
-    )[2]
+    rows = []
+    for kind, what in (
+        ("release", "list of `__slots__` objects (neither weak-referenceable)"),
+        ("release_weak", "list subclass of objects with `__weakref__` (all weak-referenceable)"),
+    ):
+        child = [str(THIS), "--child", kind, str(n)]
+        rows.append((f"plain, {what}", run([sys.executable, *child], {})[2]))
+        rc_cmd = [sys.executable, "-m", "racecheck.cli", "run", *child]
+        rows.append((f"racecheck, {what}", run(rc_cmd, env)[2]))
     print(f"### Release after objects die ({n:.0e} locations, one run each, load {load()})")
     print()
     print(
@@ -206,7 +232,7 @@ def release_table(n: int, env: dict[str, str]) -> None:
         "| objects freed by del + gc |"
     )
     print("| --- | ---: | ---: | ---: | ---: | --- |")
-    for name, r in (("plain", plain), ("racecheck", rc)):
+    for name, r in rows:
         cells = " | ".join(f"{r[k] / 1024:.1f}" for k in ("base", "touched", "dropped", "again"))
         print(f"| {name} | {cells} | {'yes' if r['freed'] else 'no'} |")
     print()
