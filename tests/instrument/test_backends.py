@@ -7,6 +7,7 @@ one after the other (start, join) and only the backend can order their marks.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import queue
 import sys
@@ -331,3 +332,100 @@ def test_cold_internal_cache_with_backend_running_does_not_self_deadlock(
     stdlib_common._internal_cache.update(saved)
     assert not t.is_alive(), "deadlocked"
     assert results == [True, False]
+
+
+# --- a program installing its own profiler while the setprofile backend runs ------------
+
+
+class _Recorder:
+    """A user's profile function: records the thread of every event.  No lock: it is
+    itself called for the calls made while reading it, which a lock would deadlock;
+    deque appends and ``list(deque)`` are single C calls."""
+
+    def __init__(self) -> None:
+        self.events: collections.deque[int] = collections.deque()
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        self.events.append(threading.get_ident())
+
+    def threads(self) -> set[int]:
+        return set(list(self.events))
+
+
+class _LockEvents:
+    def __init__(self) -> None:
+        self.released: list[object] = []
+
+    def lock_acquired(self, lock: object, blocking: bool, depth: int) -> None:
+        pass
+
+    def lock_released(self, lock: object) -> None:
+        self.released.append(lock)
+
+
+def test_user_profiler_is_chained_with_ours(eng: VCEngine, helper: Any) -> None:
+    user = _Recorder()
+    saved = sys.getprofile(), threading.getprofile()
+    b = SetProfileBackend()
+    b.start()
+    try:
+        threading.setprofile(user)  # replaces ours without the chaining
+        sys.setprofile(user)
+        assert sys.getprofile() is user and threading.getprofile() is user  # fidelity
+        lock = threading.Lock()  # raw: stdlib not installed, only the backend sees it
+        helper.locked(lock, lambda: eng.mark("main"))  # this thread: sys.setprofile
+        idents: list[int] = []
+
+        def worker() -> None:
+            idents.append(threading.get_ident())
+            helper.locked(lock, lambda: eng.mark("worker"))  # new thread: the hook
+
+        _in_thread(worker)
+        assert eng.hb("main", "worker")
+        assert idents[0] in user.threads() and threading.get_ident() in user.threads()
+    finally:
+        b.stop()
+        assert sys.getprofile() is user  # the user's profiler stays, as without us
+        assert threading.getprofile() is user
+        sys.setprofile(saved[0])
+        threading.setprofile(saved[1])
+    assert sys.setprofile is not None and type(sys.setprofile) is type(len)  # original
+
+
+def test_user_profiler_removed_keeps_ours(eng: VCEngine, helper: Any) -> None:
+    saved = sys.getprofile(), threading.getprofile()
+    b = SetProfileBackend()
+    b.start()
+    try:
+        sys.setprofile(_Recorder())
+        sys.setprofile(None)  # the user turns their profiler off: ours keeps running
+        assert sys.getprofile() is None
+        lock = threading.Lock()
+        helper.locked(lock, lambda: eng.mark("main"))
+        threading.setprofile(None)
+        _in_thread(lambda: helper.locked(lock, lambda: eng.mark("worker")))
+        assert eng.hb("main", "worker")
+    finally:
+        b.stop()
+        sys.setprofile(saved[0])
+        threading.setprofile(saved[1])
+
+
+def test_thread_hook_is_not_wrapped_twice(eng: VCEngine, helper: Any) -> None:
+    """threading's bootstrap passes the hook (already ours) to sys.setprofile: each lock
+    call must still be reported exactly once."""
+    saved = sys.getprofile(), threading.getprofile()
+    listener = _LockEvents()
+    events.set_lock_listener(listener)
+    b = SetProfileBackend()
+    b.start()
+    try:
+        threading.setprofile(_Recorder())
+        lock = threading.Lock()
+        _in_thread(lambda: helper.locked(lock, lambda: None))
+        assert listener.released == [lock]
+    finally:
+        b.stop()
+        events.set_lock_listener(None)
+        sys.setprofile(saved[0])
+        threading.setprofile(saved[1])
