@@ -30,6 +30,7 @@ Never confusing a dead object with a new one at the same ``id()``:
 
 from __future__ import annotations
 
+import gc
 import sys
 import weakref
 from types import ModuleType
@@ -180,6 +181,11 @@ class _ShadowRef(weakref.ref):  # type: ignore[type-arg]
     key: int
 
 
+_gc_callbacks_lock = allocate_lock()
+_gc_callbacks: list[tuple[weakref.ref[Any], Any]] = []
+"""(table, its gc callback), so dead tables' callbacks can be unregistered."""
+
+
 def _strong_refs(sh: ObjShadow) -> int:
     return sys.getrefcount(sh.strong)
 
@@ -200,6 +206,29 @@ class ShadowTable:
         probe = self._shadow_class()
         probe.strong = []
         self._baseline = _strong_refs(probe)
+        # A full collection is when the program has just let go of garbage: sweep then
+        # too, so a dropped list is not kept alive until the table doubles.  The callback
+        # holds the table weakly (gc.callbacks would otherwise keep it forever).
+        # A dead table's callback is unregistered here, by the next table, never from
+        # inside a callback: removing from gc.callbacks while gc iterates it would skip
+        # the next table's callback.
+        table = weakref.ref(self)
+
+        def after_full_collection(phase: str, info: dict[str, int]) -> None:
+            me = table()
+            if me is not None and phase == "stop" and info.get("generation") == 2:
+                me._sweep_if_free()
+
+        with _gc_callbacks_lock:
+            for old_table, callback in list(_gc_callbacks):
+                if old_table() is None:
+                    _gc_callbacks.remove((old_table, callback))
+                    try:
+                        gc.callbacks.remove(callback)
+                    except ValueError:
+                        pass
+            _gc_callbacks.append((table, after_full_collection))
+            gc.callbacks.append(after_full_collection)
 
     def get_or_create(self, obj: object) -> ObjShadow:
         """The ObjShadow of a live object (created if needed)."""
@@ -229,8 +258,8 @@ class ShadowTable:
                 new.strong = obj
                 self._strong[key] = new
             self.objs[key] = new
-            if len(self._strong) >= self._sweep_at:
-                self._sweep_locked()
+            released = self._sweep_locked() if len(self._strong) >= self._sweep_at else None
+        del released  # outside the lock: see _sweep_locked
         return new
 
     def _dead(self, ref: _ShadowRef) -> None:
@@ -238,27 +267,52 @@ class ShadowTable:
         if self.objs.pop(ref.key, None) is not None:
             self.reclaimed += 1  # statistics only; a lost increment is harmless
 
-    def _sweep_locked(self) -> None:
+    def _sweep_locked(self) -> list[object]:
+        """Forget dead strongly-held objects; returns them, so the caller lets go of the
+        last references only after releasing the lock (freeing one can run a user's
+        ``__del__``, which may access shadowed memory and so need this lock)."""
         baseline = self._baseline
         strong = self._strong
         objs = self.objs
+        released: list[object] = []
         for key, sh in list(strong.items()):
             if _strong_refs(sh) <= baseline:
                 del strong[key]
                 objs.pop(key, None)
+                released.append(sh.strong)
                 sh.strong = None
                 self.reclaimed += 1
         if len(strong) > self._strong_cap:
             for key in list(strong)[: len(strong) - self._strong_cap // 2]:
                 sh = strong.pop(key)
                 objs.pop(key, None)
+                released.append(sh.strong)
                 sh.strong = None
         self._sweep_at = max(1024, 2 * len(strong))
+        return released
 
     def sweep(self) -> None:
         """Reclaim non-weakrefable objects only the shadow still holds (also automatic)."""
         with self._lock:
-            self._sweep_locked()
+            released = self._sweep_locked()
+        del released
+
+    def _sweep_if_free(self) -> None:
+        """The gc callback's sweep: it may run inside this table's own locked section
+        (a collection triggered by an allocation there), so it never waits for the
+        lock.  Repeats while it frees something: a dead list may hold the last
+        reference to another shadowed container."""
+        for _ in range(8):
+            if not self._strong or not self._lock.acquire(False):
+                return
+            try:
+                before = self.reclaimed
+                released = self._sweep_locked()
+            finally:
+                self._lock.release()
+            del released  # may free more shadowed containers, swept next round
+            if self.reclaimed == before:
+                return
 
     def clear(self) -> None:
         with self._lock:
