@@ -675,6 +675,34 @@ class _MethodRecorder(tuple):  # type: ignore[type-arg]
         return repr(tuple.__getitem__(self, 0))
 
 
+class _MutationRecorder(_MethodRecorder):
+    """The common case, a method that only mutates its container and takes no keyword
+    arguments (``append``, ``add``...): ``(method, container)``, a leaner call."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        method, c = self
+        try:
+            result = method(*args, **kwargs)
+        except BaseException as exc:
+            _strip(exc)
+            raise
+        sink = _sink
+        if sink is not None:
+            sink.mutate(c, _getframe(1))
+        return result
+
+
+_PLAIN_MUTATORS = frozenset(
+    name
+    for name in ("append", "appendleft", "insert", "popleft", "popitem", "remove", "clear")
+    + ("add", "discard", "reverse", "rotate")
+)
+"""Built-in container methods that mutate and nothing else, positional arguments only
+(``sort`` takes keywords; ``pop``, ``update``, ``extend``... record more)."""
+
+
 def _record_update(
     sink: AccessSink, c: Any, args: tuple[Any, ...], kwargs: dict[str, Any], frame: FrameType
 ) -> None:
@@ -928,7 +956,11 @@ class ModuleHooks:
             return value
         tp = type(obj)
         bits = _EXACT[tp] if tp in _EXACT else _container_kind(tp)
-        if bits & C_METHODS or (name == "join" and isinstance(obj, _JOINERS)):
+        if bits & C_METHODS:
+            if name in _PLAIN_MUTATORS:
+                return _MutationRecorder((value, obj))
+            return _MethodRecorder((value, obj, CONTAINER_METHODS[name], bits))
+        if name == "join" and isinstance(obj, _JOINERS):
             return _MethodRecorder((value, obj, CONTAINER_METHODS[name], bits))
         if not bits:
             _record_read(sink, obj, name, _getframe(1))
