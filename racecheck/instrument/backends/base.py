@@ -6,8 +6,10 @@ A backend watches C calls instead (``sys.monitoring`` on 3.12+, ``sys.setprofile
 is not racecheck's or a contract-modelled stdlib module into happens-before edges, so a
 library that protects the user's data with its own lock is not reported as racy.
 
-Known blind spot: ``with lock:`` calls ``__enter__`` without any event on 3.11-3.13 (the
-rewriter covers it in instrumented code).  ``__exit__`` is seen; at that point the
+Since the ``threading.Lock``/``RLock`` factories return observed wrappers for locks the
+user creates after install (``stdlib_locks``), the backends matter for the raw locks made
+before install.  Known blind spot for those: ``with lock:`` calls ``__enter__`` without
+any event on 3.11-3.13 (the rewriter covers it in instrumented code).  ``__exit__`` is seen; at that point the
 thread has held the lock since its invisible acquire, so consuming the lock's token
 there is sound and orders at least what follows the block.
 """
