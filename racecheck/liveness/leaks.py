@@ -195,6 +195,21 @@ _STDLIB_WAITS: dict[tuple[str, str], str] = {
     ("concurrent.futures._base", "wait"): "concurrent.futures.wait",
     ("concurrent.futures._base", "as_completed"): "concurrent.futures.as_completed",
     ("concurrent.futures.thread", "_worker"): "ThreadPoolExecutor worker idle",
+    # racecheck's stand-ins for those (patched in while detection is on)
+    ("racecheck.instrument.stdlib_sync", "_cond_wait"): "Condition.wait",
+    ("racecheck.instrument.stdlib_sync", "_event_wait"): "Event.wait",
+    ("racecheck.instrument.stdlib_sync", "_sem_acquire"): "Semaphore.acquire",
+    ("racecheck.instrument.stdlib_sync", "_sem_enter"): "Semaphore.acquire",
+    ("racecheck.instrument.stdlib_sync", "_bar_wait"): "Barrier.wait",
+    ("racecheck.instrument.stdlib_sync", "_LockedRegion.__enter__"): "Lock.acquire",
+    ("racecheck.instrument.stdlib_queue", "_get"): "queue.get",
+    ("racecheck.instrument.stdlib_queue", "_join"): "queue.join",
+    ("racecheck.instrument.stdlib_threads", "_join"): "Thread.join",
+    ("racecheck.instrument.stdlib_locks", "ObservedLock.acquire"): "Lock.acquire",
+    ("racecheck.instrument.stdlib_locks", "ObservedLock.__enter__"): "Lock.acquire",
+    ("racecheck.instrument.stdlib_locks", "ObservedRLock.acquire"): "Lock.acquire",
+    ("racecheck.instrument.stdlib_locks", "ObservedRLock.__enter__"): "Lock.acquire",
+    ("racecheck.instrument.stdlib_locks", "ObservedRLock._acquire_restore"): "Condition.wait",
 }
 
 # Calls into C that block, recognised by the attribute or global name the user's code
@@ -234,7 +249,7 @@ def _wait_from_frames(frame: FrameType | None) -> str | None:
             "queue",
             "concurrent.futures._base",
             "concurrent.futures.thread",
-        ):
+        ) and not module.startswith("racecheck.instrument.stdlib"):
             break
         found = _STDLIB_WAITS.get((module, _qualname(frame.f_code)), found)
         frame = frame.f_back
