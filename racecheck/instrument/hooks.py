@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
     from racecheck._types import AccessSink
 
+    _LockEdges = tuple[Callable[[Any, str], None], Callable[[Any, bool, int], None]]
+
 _getframe = sys._getframe
 
 _sink: AccessSink | None = None
@@ -1144,6 +1146,39 @@ class ModuleHooks:
             sink.write_attr(scope, name, _getframe(1))
         return value
 
+    def lc(self, obj: Any, name: str) -> Any:
+        """``obj.name(...)`` where ``name`` is a lock method name (:data:`LOCK_METHODS`):
+        the callable the rewritten code calls.
+
+        A raw ``_thread.lock``/``_thread.RLock`` (exact type: made before racecheck
+        started, or by ``_thread.allocate_lock()``) gets a :class:`_RawLockCall` that
+        performs the real call and reports the lock's edges around it, so explicit
+        ``acquire()``/``release()`` in instrumented code need no profiler.  Anything else
+        gets its attribute exactly as ``obj.name`` would: the read is recorded as ``rd``
+        records it, then the attribute is loaded."""
+        if type(obj) in _RAW_LOCK_TYPES:
+            try:
+                method = _B_GETATTR(obj, name)  # acquire_lock is gone on 3.13: same error
+            except BaseException as exc:
+                _strip(exc)
+                raise
+            return _RawLockCall((method, obj, name))
+        sink = _sink
+        if sink is not None:
+            try:
+                kind = _reads[name][id(type(obj))]
+            except KeyError:
+                kind = _decide_read(type(obj), name)
+            if kind == 1:  # ACCESS
+                sink.read_attr(obj, name, _getframe(1))
+            elif kind:
+                _read_slow(sink, obj, name, kind, _getframe(1))
+        try:
+            return _B_GETATTR(obj, name)
+        except BaseException as exc:
+            _strip(exc)
+            raise
+
     # ---- with ----------------------------------------------------------------------------
 
     def wi(self, obj: Any) -> Any:
@@ -1171,3 +1206,96 @@ def _resolve_wrap_with() -> Callable[[Any], Any]:
         wrap_with = _identity
     _wrap_with = wrap_with
     return wrap_with
+
+
+# --------------------------------------------------------------------------------------
+# Explicit calls of raw lock methods
+# --------------------------------------------------------------------------------------
+
+LOCK_METHODS = frozenset(
+    {"acquire", "acquire_lock", "release", "release_lock", "__enter__", "__exit__"}
+)
+"""Method names whose calls (``x.acquire(...)``) the rewriter routes through ``lc``; the
+same names the sync backends watch (``backends.base.LOCK_METHOD_NAMES``)."""
+
+_RAW_LOCK_TYPES: tuple[type, ...] = (_thread.LockType, _thread.RLock)
+"""``stdlib_common.RAW_LOCK_TYPES``, spelled without importing it (and ``threading``)
+into every rewritten module."""
+
+_ACQUIRES = frozenset({"acquire", "acquire_lock", "__enter__"})
+_RELEASES = frozenset({"release", "release_lock", "__exit__"})
+
+
+class _RawLockCall(tuple):  # type: ignore[type-arg]
+    """``raw_lock.name`` as returned by ``lc``: calling it performs the real call and
+    reports the edges the sync backends would (``backends.base``): ``before_call``
+    (publish the lock's token, lock-order release) before a release or ``__exit__``;
+    after an acquire, ``raw_acquired`` (consume the token, lock-order acquire).
+
+    The acquire side is more exact than a backend can be: the call's own result says
+    whether the lock was taken (a failed ``acquire(False)`` or timed-out acquire adds no
+    edge, even while another thread holds the lock), and the ``blocking`` argument goes
+    to the lock-order graph, where a try-lock can close no cycle.  ``__enter__`` counts
+    as the blocking acquire it is (the backends cannot see it).
+
+    The real call is made from this frame, in racecheck's own file, so a running
+    backend ignores it: the edges are not reported twice.  A ``(method, lock, name)``
+    tuple subclass: built in C, no Python ``__init__``, keeps nothing alive beyond the
+    call expression."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        method, lock, name = self
+        edges = _lock_edges
+        if edges is None:
+            edges = _resolve_lock_edges()
+        before_call, raw_acquired = edges
+        if name in _RELEASES:
+            before_call(lock, name)
+        try:
+            result = method(*args, **kwargs)
+        except BaseException as exc:
+            _strip(exc)
+            raise
+        if result and name in _ACQUIRES:
+            if name == "__enter__":
+                blocking = True
+            elif args:
+                blocking = bool(args[0])
+            else:
+                blocking = bool(kwargs.get("blocking", True))
+            raw_acquired(lock, blocking, 1)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(tuple.__getitem__(self, 0), name)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is _RawLockCall:
+            other = tuple.__getitem__(other, 0)
+        return bool(tuple.__getitem__(self, 0) == other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(tuple.__getitem__(self, 0))
+
+    def __repr__(self) -> str:
+        return repr(tuple.__getitem__(self, 0))
+
+
+_lock_edges: _LockEdges | None = None
+
+
+def _resolve_lock_edges() -> _LockEdges:
+    """Import the backends' edge functions on first use: ``hooks`` is imported by every
+    rewritten module and must stay light.  A racing first use imports twice and stores
+    the same functions; a single reference store publishes them."""
+    global _lock_edges
+    from racecheck.instrument.backends.base import before_call
+    from racecheck.instrument.stdlib_sync import raw_acquired
+
+    _lock_edges = (before_call, raw_acquired)
+    return _lock_edges

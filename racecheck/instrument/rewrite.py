@@ -23,6 +23,9 @@ global ``g`` (load)                   ``__rc__.rg(g, 'g')``; a binding is follow
                                       ``__rc__.wg('g')``; ``g += 1`` is bracketed
 closure cell ``x``                    ``__rc__.rc(x, _rc_cells_N, 'x')`` / ``wc``
 ``with X:``                           ``with __rc__.wi(X):`` (raw locks get edges)
+``X.acquire(...)``, ``X.release()``,  ``__rc__.lc(X, 'acquire')(...)``: a raw lock's
+``acquire_lock``, ``release_lock``,   call reports its edges (no profiler needed);
+``__enter__``, ``__exit__`` calls     any other ``X`` gets ``X.acquire`` as before
 ====================================  =================================================
 
 The memory model this implements (what counts as an access):
@@ -84,7 +87,7 @@ import ast
 from types import CodeType
 from typing import Any
 
-from racecheck.instrument.hooks import BUILTIN_NAMES, CONTAINER_METHODS
+from racecheck.instrument.hooks import BUILTIN_NAMES, CONTAINER_METHODS, LOCK_METHODS
 
 HOOKS = "__rc__"
 CELLS = "_rc_cells_"
@@ -766,7 +769,15 @@ class _Rewriter(ast.NodeTransformer):
             and func.id not in self.module_bound
             and _resolve(self.cur, func.id, marking=False)[0] == GLOBAL
         )
-        node.func = func if builtin else self.visit(func)
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.ctx, ast.Load)
+            and func.attr in LOCK_METHODS
+        ):
+            # ``x.acquire(...)``: the hook checks the receiver's type at run time.
+            node.func = self.hook("lc", [self.visit(func.value), self.const(func.attr, func)], func)
+        else:
+            node.func = func if builtin else self.visit(func)
         node.args = self.visit_list(node.args)
         for kw in node.keywords:
             kw.value = self.visit(kw.value)
