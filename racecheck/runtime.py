@@ -53,6 +53,21 @@ def core_name() -> str:
     return selected()
 
 
+def _wants_backend() -> bool:
+    """Whether to run the raw-lock capture backend (``instrument/backends``).
+
+    Locks created after racecheck starts are observed wrappers and ``lock.acquire()`` in
+    rewritten code is captured at its call site, so the backend only adds raw locks made
+    *before* racecheck started and called from uninstrumented code.  On 3.12+ it is
+    nearly free (``sys.monitoring`` disables every call site that is not a lock call).
+    On 3.11 it is ``sys.setprofile``, a Python call on every call of the program (measured
+    ~6x CPU on attribute-heavy code), so there it is opt-in: ``RACECHECK_SETPROFILE=1``.
+    """
+    if sys.version_info >= (3, 12):
+        return True
+    return os.environ.get("RACECHECK_SETPROFILE", "") == "1"
+
+
 def _load_suppressions(path: str | None) -> list[str]:
     if not path:
         return []
@@ -104,16 +119,17 @@ def enable(
         events.set_happens_before(engine)
         hooks.install(engine)
         stdlib.install(engine)
-        backend = choose_backend()
-        try:
-            backend.start()
-        except RuntimeError as exc:  # e.g. every free sys.monitoring tool id is taken
-            sys.stderr.write(
-                f"racecheck: warning: raw-lock capture unavailable ({exc}); locks used "
-                "outside instrumented code are invisible to the detector\n"
-            )
-        else:
-            session.backend = backend
+        if _wants_backend():
+            backend = choose_backend()
+            try:
+                backend.start()
+            except RuntimeError as exc:  # e.g. every free sys.monitoring tool id is taken
+                sys.stderr.write(
+                    f"racecheck: warning: raw-lock capture unavailable ({exc}); locks used "
+                    "outside instrumented code are invisible to the detector\n"
+                )
+            else:
+                session.backend = backend
         session.lockorder = LockOrderChecker(on_inversion=lambda f: _found(session, f, True))
         events.set_lock_listener(session.lockorder)
         if deadlock != "off":
