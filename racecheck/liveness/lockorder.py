@@ -148,7 +148,10 @@ class LockOrderChecker:
             return  # re-entered (e.g. from a finaliser run by a collection inside ours)
         state.busy = True
         try:
-            site = _capture(depth + 1)
+            # The full stack matters when this acquisition can make an edge (another lock
+            # is held); as the outer lock of a later edge, its innermost frame names the
+            # place well enough, and the common case (one lock at a time) stays cheap.
+            site = _capture(depth + 1, 8 if state.held else 1)
             with self._lock:
                 cycles = self._acquired(state, lock, blocking, site)
             for cycle in cycles:
