@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
 from engine_helpers import F, Obj, run_in_thread
 
 from racecheck.engine.detector import Detector
@@ -40,7 +41,9 @@ def test_reclaimed_object_id_reuse_is_a_fresh_location():
             break
         keep.append(n)
     else:
-        raise AssertionError("CPython did not reuse the address")
+        # The allocator usually hands the freed block out again, but nothing promises
+        # it (another thread may take it first): without reuse there is nothing to test.
+        pytest.skip("the allocator did not reuse the dead object's address this time")
     d.write_attr(n, "x", F())
     assert d.races() == []
 
@@ -63,7 +66,9 @@ def test_non_weakrefable_containers_are_held_until_swept():
             break
         fresh.append(n)
     else:
-        raise AssertionError("CPython did not reuse the address")
+        # The allocator usually hands the freed block out again, but nothing promises
+        # it (another thread may take it first): without reuse there is nothing to test.
+        pytest.skip("the allocator did not reuse the dead object's address this time")
     d.write_item(n, 0, F())  # a different list: no race with the dead one's write
     assert d.races() == []
 
