@@ -4,15 +4,20 @@ and the blocked-thread registry; no sleep stands in for an ordering."""
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import linecache
 import sys
 import threading
 import time
 import weakref
 
 import pytest
+from sync_helpers import (  # noqa: F401
+    WAIT,
+    finish,
+    installed,
+    spawn,
+    wait_blocked,
+)
 
 from racecheck.sync import events
 from racecheck.sync.chan import select
@@ -32,147 +37,6 @@ from racecheck.sync.context import (
     with_value,
 )
 from racecheck.sync.waitgroup import Semaphore
-
-# ---- test helpers (duplicated per test module on purpose: no shared conftest is ours) ----
-
-
-WAIT = 5.0  # bound on every blocking wait in these tests: a bug fails, never hangs
-
-
-class FakeClocks:
-    """A tiny vector-clock HappensBefore + LockListener, to check the edges for real."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._next = 0
-        self.audits = []
-        self.lock_events = []
-
-    def _clock(self):
-        c = getattr(self._local, "clock", None)
-        if c is None:
-            with self._lock:
-                self._next += 1
-                me = self._next
-            c = self._local.clock = {me: 1}
-            self._local.me = me
-        return self._local.me, c
-
-    def publish(self, into):
-        me, c = self._clock()
-        token = dict(into or {})
-        for k, v in c.items():
-            token[k] = max(token.get(k, 0), v)
-        c[me] += 1
-        return token
-
-    def consume(self, token):
-        _, c = self._clock()
-        for k, v in token.items():
-            c[k] = max(c.get(k, 0), v)
-
-    def audit(self, obj, op, what, depth):
-        self.audits.append((obj, op, what, sys._getframe(depth + 1).f_code.co_name))
-
-    def lock_acquired(self, lock, blocking, depth):
-        name = sys._getframe(depth + 1).f_code.co_name
-        self.lock_events.append(("acquired", lock, blocking, name))
-
-    def lock_released(self, lock):
-        self.lock_events.append(("released", lock))
-
-    def mark(self):
-        """The calling thread's current epoch; later work gets a later one."""
-        me, c = self._clock()
-        epoch = (me, c[me])
-        c[me] += 1
-        return epoch
-
-    def ordered_after(self, epoch):
-        """Whether ``epoch`` happens before the calling thread's present."""
-        who, when = epoch
-        _, c = self._clock()
-        return c.get(who, 0) >= when
-
-
-class installed:
-    """Install a FakeClocks as the happens-before and lock listener; restore after."""
-
-    def __enter__(self):
-        self.fake = FakeClocks()
-        self._old = (events._hb, events._locks)
-        events.set_happens_before(self.fake)
-        events.set_lock_listener(self.fake)
-        return self.fake
-
-    def __exit__(self, *exc):
-        events.set_happens_before(self._old[0])
-        events.set_lock_listener(self._old[1])
-
-
-def spawn(fn, *args):
-    """Run fn in a daemon thread; the returned thread has .error (BaseException or None)
-    and .result."""
-
-    def run():
-        try:
-            t.result = fn(*args)
-        except BaseException as e:  # noqa: B036 - the tests inspect it
-            t.error = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.error = None
-    t.result = None
-    t.start()
-    return t
-
-
-def finish(t):
-    t.join(WAIT)
-    assert not t.is_alive(), "thread did not finish"
-    return t
-
-
-def wait_until(pred, what="condition"):
-    # Polling a state until it holds (never a sleep standing in for an ordering).
-    deadline = time.monotonic() + WAIT
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.0005)
-
-
-def wait_blocked(t, what, obj=None):
-    def pred():
-        info = events.blocked_threads().get(t.ident)
-        return info is not None and info.what == what and (obj is None or info.obj is obj)
-
-    wait_until(pred, f"{t.name} blocked in {what}")
-    return events.blocked_threads()[t.ident]
-
-
-_PARKING_LINES = {"got = waiter.acquire()", "parked.acquire()"}
-
-
-def wait_parked(t):
-    """Until thread ``t`` (already registered as blocked) sits in the blocking acquire
-    of a racecheck sleeper: from then on an asynchronous exception can reach it only
-    after it is woken, at a known point."""
-
-    def pred():
-        frame = sys._current_frames().get(t.ident)
-        if frame is None:
-            return False
-        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
-        return "/racecheck/" in frame.f_code.co_filename and line.strip() in _PARKING_LINES
-
-    wait_until(pred, f"{t.name} parked")
-
-
-def async_raise(t, exc=KeyboardInterrupt):
-    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(exc))
-    assert n == 1
 
 
 def is_done(ctx):
