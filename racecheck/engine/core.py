@@ -1,6 +1,12 @@
-"""Which engine core runs: the native one when its extension is built, else the
-pure-Python reference.  ``RACECHECK_CORE=python`` forces the reference core;
-``RACECHECK_CORE=native`` requires the extension and fails clearly without it."""
+"""Which engine core runs.
+
+The pure-Python reference core is the default.  The native core
+(``RACECHECK_CORE=native``, which requires the extension and fails clearly without it)
+passes the same engine suite and the differential test, but it is opt-in for now: it
+is not yet faster on whole programs (the Python hooks and the Python slow path dominate,
+bench/README.md), and it crashed when a program's own profiler re-entered the engine
+during a thread's teardown (see the issue 6 notes).  ``RACECHECK_CORE=auto`` picks the
+native core when it is built."""
 
 from __future__ import annotations
 
@@ -26,11 +32,11 @@ def native_class() -> type[Detector] | None:
 
 
 def detector_class() -> type[Detector]:
-    """The detector class ``RACECHECK_CORE`` (default: native if available) selects."""
+    """The detector class ``RACECHECK_CORE`` (default: python) selects."""
     want = os.environ.get(_ENV, "").strip().lower()
-    if want == "python":
+    if want in ("", "python"):
         return Detector
-    if want not in ("", "native", "auto"):
+    if want not in ("native", "auto"):
         raise CoreUnavailableError(f"{_ENV} must be 'native' or 'python', not {want!r}")
     cls = native_class()
     if cls is None:

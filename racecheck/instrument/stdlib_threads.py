@@ -110,6 +110,12 @@ def _bootstrap_inner(self: threading.Thread) -> None:
     try:
         _orig_bootstrap_inner(self)
     finally:
+        # The thread's own work is over.  A profile or trace function the program set
+        # for its threads (threading.setprofile/settrace) would otherwise run on the
+        # bookkeeping below and on the interpreter's teardown of the thread, after the
+        # thread's end was published: its accesses would belong to no thread.
+        sys.setprofile(None)
+        sys.settrace(None)
         # Still before the C-level thread state goes away, hence before any join returns.
         # The exit token first: after ``end`` the engine may hand this thread's clock
         # slot to another thread, so a publish from here would no longer carry our past.
