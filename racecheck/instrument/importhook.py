@@ -36,6 +36,7 @@ import marshal
 import os
 import sys
 import sysconfig
+import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,6 +260,13 @@ class RewritingLoader(importlib.machinery.SourceFileLoader):
     def get_code(self, fullname: str) -> CodeType:
         path = self.get_filename(fullname)
         return load_instrumented(path, self.get_data(path))
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        super().exec_module(module)
+        # The body has run: every later import of this module is ordered after it.
+        from racecheck.instrument.stdlib_imports import module_executed
+
+        module_executed(module.__name__)
 
 
 # Fidelity: a program that looks at ``type(__loader__).__name__`` sees what plain python

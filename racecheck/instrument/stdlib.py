@@ -23,7 +23,13 @@ from __future__ import annotations
 
 from racecheck._rawsync import allocate_lock
 from racecheck._types import ThreadLifecycle
-from racecheck.instrument import stdlib_futures, stdlib_queue, stdlib_sync, stdlib_threads
+from racecheck.instrument import (
+    stdlib_futures,
+    stdlib_imports,
+    stdlib_queue,
+    stdlib_sync,
+    stdlib_threads,
+)
 from racecheck.instrument.stdlib_locks import ObservedLock, ObservedRLock, is_observed
 from racecheck.instrument.stdlib_sync import LOCK_TOKENS, raw_acquired, raw_releasing, wrap_with
 from racecheck.instrument.stdlib_threads import (
@@ -73,6 +79,7 @@ def install(lifecycle: ThreadLifecycle) -> None:
         stdlib_sync.install_sync()
         stdlib_queue.install_queue()
         stdlib_futures.install_futures()
+        stdlib_imports.install_imports()
         stdlib_threads.set_executor_shutdown_hook(stdlib_futures.executor_shut_down)
         _installed = True
 
@@ -83,6 +90,7 @@ def uninstall() -> None:
     global _installed
     with _switch:
         stdlib_threads.set_executor_shutdown_hook(None)
+        stdlib_imports.uninstall_imports()
         stdlib_futures.uninstall_futures()
         stdlib_queue.uninstall_queue()
         stdlib_sync.uninstall_sync()
