@@ -14,6 +14,8 @@ Nothing here keeps a thread or an executor alive: per-thread data lives in
 
 from __future__ import annotations
 
+import _thread
+import itertools
 import sys
 import threading
 import weakref
@@ -25,7 +27,7 @@ from weakref import WeakKeyDictionary
 from racecheck._frames import user_frames
 from racecheck._rawsync import allocate_lock
 from racecheck._types import ThreadLifecycle
-from racecheck.instrument.stdlib_common import Patcher
+from racecheck.instrument.stdlib_common import Patcher, is_internal_file
 from racecheck.report.findings import Frame, Stack
 from racecheck.sync import events
 
@@ -249,6 +251,49 @@ def thread_target(thread: threading.Thread) -> str:
 # --- switching on and off ----------------------------------------------------------------
 
 
+# --- low-level threads ---------------------------------------------------------------------
+
+_orig_start_new_thread = _thread.start_new_thread
+_raw_numbers = itertools.count(1)
+
+
+class RawThread:
+    """Stands for a thread started with ``_thread.start_new_thread`` in the detector's
+    bookkeeping (which wants an object with a name, weakly referenceable)."""
+
+    __slots__ = ("__weakref__", "name", "_target", "daemon", "ident")
+
+    def __init__(self, target: Any) -> None:
+        self.name = f"_thread-{next(_raw_numbers)}"
+        self._target = target
+        self.daemon = True
+        self.ident: int | None = None
+
+
+def _start_new_thread(function: Any, args: Any, kwargs: Any = None) -> int:
+    """``_thread.start_new_thread`` with the start edge (parent's past -> the function)
+    and an end token; racecheck's own helper threads (started from racecheck's files)
+    stay invisible."""
+    lifecycle = _lifecycle
+    caller = sys._getframe(1).f_code.co_filename
+    if lifecycle is None or is_internal_file(caller):
+        if kwargs is None:
+            return _orig_start_new_thread(function, args)
+        return _orig_start_new_thread(function, args, kwargs)
+    standin = RawThread(function)
+    token = lifecycle.fork(standin, capture_stack(1))
+
+    def run(*a: Any, **kw: Any) -> Any:
+        standin.ident = _thread.get_ident()
+        lifecycle.begin(standin, token)
+        try:
+            return function(*a, **kw)
+        finally:
+            lifecycle.end(standin)
+
+    return _orig_start_new_thread(run, args, kwargs if kwargs is not None else {})
+
+
 def _sync_patches() -> None:
     """Apply or remove the patches so they are present exactly while someone needs them.
     Called with ``_lock`` NOT held (patching takes no racecheck lock)."""
@@ -262,6 +307,7 @@ def _sync_patches() -> None:
         _patcher.patch(threading, "_shutdown", _shutdown)
         _patcher.patch(ThreadPoolExecutor, "__init__", _executor_init)
         _patcher.patch(ThreadPoolExecutor, "shutdown", _executor_shutdown)
+        _patcher.patch(_thread, "start_new_thread", _start_new_thread)
     elif not need and _patcher:
         _patcher.restore()
 
