@@ -120,13 +120,21 @@ def wait_until(pred, what="condition"):
         time.sleep(0.0005)
 
 
+def _ident(t):
+    """A thread (``threading.Thread`` or ``Worker``) or its ident."""
+    return t if isinstance(t, int) else t.ident
+
+
 def wait_blocked(t, what, obj=None):
+    """Wait until thread ``t`` (or ident) is registered as blocked in ``what``."""
+    ident = _ident(t)
+
     def pred():
-        info = events.blocked_threads().get(t.ident)
+        info = events.blocked_threads().get(ident)
         return info is not None and info.what == what and (obj is None or info.obj is obj)
 
-    wait_until(pred, f"{t.name} blocked in {what}")
-    return events.blocked_threads()[t.ident]
+    wait_until(pred, f"thread {ident} blocked in {what}")
+    return events.blocked_threads()[ident]
 
 
 _PARKING_LINES = {"got = waiter.acquire()", "parked.acquire()"}
@@ -148,7 +156,41 @@ def wait_parked(t):
 
 
 def async_raise(t, exc=KeyboardInterrupt):
-    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(exc))
+    """Schedule ``exc`` in thread ``t`` (or ident): raised when it next runs bytecode."""
+    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(_ident(t)), ctypes.py_object(exc)
+    )
     assert n == 1
+
+
+class Interrupt(Exception):
+    """The asynchronous exception the tests inject."""
+
+
+class Worker:
+    """A daemon thread running ``fn`` that records its result or exception."""
+
+    def __init__(self, fn, name=None):
+        self.result = None
+        self.error = None
+        self._fn = fn
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.result = self._fn()
+        except BaseException as exc:  # noqa: BLE001 - recorded for the test to check
+            self.error = exc
+
+    @property
+    def ident(self):
+        assert self.thread.ident is not None
+        return self.thread.ident
+
+    def join(self):
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "worker still blocked"
+        return self
 
 

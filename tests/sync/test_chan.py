@@ -2,81 +2,20 @@
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sync_helpers import WAIT, Interrupt, Worker, async_raise, wait_blocked, wait_until  # noqa: F401
 
 from racecheck.errors import ClosedChannelError, MisuseError
 from racecheck.sync import events
 from racecheck.sync.chan import Chan, select
 
-WAIT = 5.0  # bound on every wait that should succeed at once
-
-
 # -- helpers -----------------------------------------------------------------------------
-
-
-class Worker:
-    """A thread running ``fn`` that records its result or exception."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self._fn = fn
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result = self._fn()
-        except BaseException as exc:  # noqa: BLE001 - recorded for the test to check
-            self.error = exc
-
-    @property
-    def ident(self) -> int:
-        assert self.thread.ident is not None
-        return self.thread.ident
-
-    def join(self) -> Worker:
-        self.thread.join(WAIT)
-        assert not self.thread.is_alive(), "worker still blocked"
-        return self
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Poll a condition (a state to reach, not a sleep standing in for an ordering)."""
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
-
-
-def wait_blocked(ident: int, what: str) -> events.BlockInfo:
-    """Wait until thread ``ident`` is registered as blocked in ``what``."""
-    wait_until(
-        lambda: getattr(events.blocked_threads().get(ident), "what", None) == what,
-        f"thread blocked in {what}",
-    )
-    return events.blocked_threads()[ident]
-
-
-def async_raise(ident: int, exc_type: type[BaseException]) -> None:
-    """Schedule ``exc_type`` in thread ``ident`` (raised when it next runs bytecode)."""
-    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(ident), ctypes.py_object(exc_type)
-    )
-    assert n == 1
-
-
-class Interrupt(Exception):
-    """The asynchronous exception the tests inject."""
 
 
 def poke(waiter: Any) -> None:

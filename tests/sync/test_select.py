@@ -2,72 +2,18 @@
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sync_helpers import WAIT, Interrupt, Worker, async_raise, wait_blocked  # noqa: F401
 
 from racecheck.errors import ClosedChannelError
 from racecheck.sync import chan as chan_module
 from racecheck.sync import events
 from racecheck.sync.chan import Chan, select
-
-WAIT = 5.0
-
-
-class Worker:
-    """A daemon thread running ``fn``, recording its result or exception."""
-
-    def __init__(self, fn: Callable[[], Any], name: str | None = None) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self._fn = fn
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result = self._fn()
-        except BaseException as exc:  # noqa: BLE001 - recorded for the test to check
-            self.error = exc
-
-    @property
-    def ident(self) -> int:
-        assert self.thread.ident is not None
-        return self.thread.ident
-
-    def join(self) -> Worker:
-        self.thread.join(WAIT)
-        assert not self.thread.is_alive(), "worker still blocked"
-        return self
-
-
-def wait_blocked(ident: int, what: str) -> events.BlockInfo:
-    """Poll until thread ``ident`` is registered as blocked in ``what``."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        info = events.blocked_threads().get(ident)
-        if info is not None and info.what == what:
-            return info
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for a thread blocked in {what}")
-        time.sleep(0.001)
-
-
-def async_raise(ident: int, exc_type: type[BaseException]) -> None:
-    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(ident), ctypes.py_object(exc_type)
-    )
-    assert n == 1
-
-
-class Interrupt(Exception):
-    pass
 
 
 def queued_entries(*chans: Chan[Any]) -> int:

@@ -10,22 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sync_helpers import WAIT, wait_until  # noqa: F401
 
 from racecheck.sync import events, timers
 from racecheck.sync.chan import Chan, select
 from racecheck.sync.timers import Ticker, Timer, after, after_func, live_timers, tick
 
-WAIT = 5.0
 LONG = 3600.0  # a deadline no test ever reaches
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Poll a condition (a state to reach, not a sleep standing in for an ordering)."""
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def recv_within(ch: Chan[Any], seconds: float = WAIT) -> Any:
