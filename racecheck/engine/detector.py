@@ -583,15 +583,33 @@ class Detector:
         try:
             sh = self._objs.get(id(obj)) or self._shadow.get_or_create(obj)
             cell = _peek(sh, ns, key)
-            if cell is not None and _same_epoch(cell, cls, ts):
+            if cell is not None and self._same_epoch_rule(cell, cls, ts):
                 return  # e.g. tuple keys and audits, which the inline fast paths skip
             meta = (op, self._stacks.intern_frame(frame, self._depth), ts.rec)
-            with self._stripes[(id(obj) >> 4) & 63]:
-                prevs = _apply(self._cell_locked(sh, ns, key), cls, ts, meta)
+            prevs = self._update(obj, sh, ns, key, cell, cls, ts, meta)
         finally:
             ts.busy = False
         if prevs:
             self._report(ts, obj, ns, key, op, frame, prevs)
+
+    _same_epoch_rule = staticmethod(lambda cell, cls, ts: _same_epoch(cell, cls, ts))
+    """FastTrack's "nothing to do" test (the native core substitutes its C version)."""
+
+    def _update(
+        self,
+        obj: object,
+        sh: ObjShadow,
+        ns: int,
+        key: object,
+        cell: Cell | None,
+        cls: int,
+        ts: _ThreadState,
+        meta: Any,
+    ) -> list[Any] | None:
+        """Apply the FastTrack rule to the location, under its stripe lock; returns the
+        racing previous accesses (the native core overrides: its apply locks itself)."""
+        with self._stripes[(id(obj) >> 4) & 63]:
+            return _apply(self._cell_locked(sh, ns, key), cls, ts, meta)
 
     def _cell_locked(self, sh: ObjShadow, ns: int, key: object) -> Cell:
         if ns == _ATTR:

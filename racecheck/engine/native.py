@@ -16,8 +16,7 @@ from types import FrameType
 from typing import Any
 
 from racecheck.engine import _native  # type: ignore[attr-defined]
-from racecheck.engine.detector import _ATTR, _AUDIT, _ITEM, _OP_CLASS, _WHOLE, Detector
-from racecheck.engine.shadow import item_key
+from racecheck.engine.detector import _AUDIT, _OP_CLASS, Detector
 
 _apply = _native.apply
 _same_epoch = _native.same_epoch
@@ -64,39 +63,23 @@ class NativeDetector(Detector):
             frame = None
         self._slow(ts, obj, _AUDIT, None, cls, what, frame)
 
-    def _slow(
+    _same_epoch_rule = staticmethod(_same_epoch)
+
+    def _update(
         self,
-        ts: Any,
         obj: object,
+        sh: Any,
         ns: int,
         key: object,
+        cell: Any,
         cls: int,
-        op: str,
-        frame: FrameType | None,
-    ) -> None:
-        if ts.busy:
-            return  # re-entered from inside the engine (GC, __del__): see detector's doc
-        ts.busy = True
-        prevs: list[Any] | None = None
-        try:
-            sh = self._objs.get(id(obj)) or self._shadow.get_or_create(obj)
-            cell = _peek(sh, ns, key)
-            if cell is not None and _same_epoch(cell, cls, ts):
-                return  # e.g. tuple keys and audits, which the C fast path skips
-            meta = (op, self._stacks.intern_frame(frame, self._depth), ts.rec)
-            if cell is None:
-                with self._stripes[(id(obj) >> 4) & 63]:
-                    cell = self._cell_locked(sh, ns, key)
-            prevs = _apply(cell, cls, ts, meta)
-        finally:
-            ts.busy = False
-        if prevs:
-            self._report(ts, obj, ns, key, op, frame, prevs)
-
-
-def _peek(sh: Any, ns: int, key: object) -> Any:
-    if ns == _ATTR:
-        return sh.attrs.get(key) if sh.attrs is not None else None
-    if ns == _ITEM:
-        return sh.items.get(item_key(key)[0]) if sh.items is not None else None
-    return sh.whole if ns == _WHOLE else sh.audit
+        ts: Any,
+        meta: Any,
+    ) -> list[Any] | None:
+        """Only creating the cell takes the stripe lock: the C apply locks the cell's own
+        stripe itself."""
+        if cell is None:
+            with self._stripes[(id(obj) >> 4) & 63]:
+                cell = self._cell_locked(sh, ns, key)
+        result: list[Any] | None = _apply(cell, cls, ts, meta)
+        return result
