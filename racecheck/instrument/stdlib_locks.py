@@ -76,7 +76,52 @@ def _cannot_pickle(raw: object) -> TypeError:
     return TypeError(f"cannot pickle '{kind.__module__}.{kind.__qualname__}' object")
 
 
-class ObservedLock:
+class _Observed:
+    """What both wrappers share: the lock interface around the raw lock, with the edges
+    (``_took`` after a successful acquire, ``_giving_back`` before a release) left to
+    each kind, and everything else delegated to the raw lock."""
+
+    __slots__ = ()
+    _raw: Any
+
+    def _took(self, blocking: bool, depth: int) -> None:
+        raise NotImplementedError
+
+    def _giving_back(self) -> None:
+        raise NotImplementedError
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got: bool = self._raw.acquire(blocking, timeout)
+        if got:
+            self._took(bool(blocking), 1)
+        return got
+
+    def release(self) -> None:
+        self._giving_back()
+        self._raw.release()
+
+    def __enter__(self) -> bool:
+        got: bool = self._raw.acquire()
+        self._took(True, 1)
+        return got
+
+    def __exit__(self, *exc: object) -> None:
+        self._giving_back()
+        self._raw.release()
+
+    def __repr__(self) -> str:
+        return _repr_of(self, self._raw)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise _cannot_pickle(self._raw)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_raw":  # half-built (copy/unpickle): never recurse
+            raise AttributeError(name)
+        return getattr(self._raw, name)
+
+
+class ObservedLock(_Observed):
     """A ``threading.Lock`` whose acquire/release (however reached) report edges."""
 
     __slots__ = ("__weakref__", "_created_at", "_guard", "_raw", "_token")
@@ -109,27 +154,8 @@ class ObservedLock:
 
     # -- the lock's interface -----------------------------------------------------------
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        got: bool = self._raw.acquire(blocking, timeout)
-        if got:
-            self._took(bool(blocking), 1)
-        return got
-
-    def release(self) -> None:
-        self._giving_back()
-        self._raw.release()
-
-    def __enter__(self) -> bool:
-        got: bool = self._raw.acquire()
-        self._took(True, 1)
-        return got
-
-    def __exit__(self, *exc: object) -> None:
-        self._giving_back()
-        self._raw.release()
-
-    acquire_lock = acquire  # the old aliases the C lock still has
-    release_lock = release
+    acquire_lock = _Observed.acquire  # the old aliases the C lock still has
+    release_lock = _Observed.release
 
     def locked(self) -> bool:
         return bool(self._raw.locked())
@@ -140,19 +166,8 @@ class ObservedLock:
         self._raw._at_fork_reinit()
         self._guard = allocate_lock()
 
-    def __repr__(self) -> str:
-        return _repr_of(self, self._raw)
 
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        raise _cannot_pickle(self._raw)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_raw":  # half-built (copy/unpickle): never recurse
-            raise AttributeError(name)
-        return getattr(self._raw, name)
-
-
-class ObservedRLock:
+class ObservedRLock(_Observed):
     """A ``threading.RLock`` whose acquire/release (however reached, including
     ``Condition.wait``'s ``_release_save``/``_acquire_restore``) report edges."""
 
@@ -177,25 +192,6 @@ class ObservedRLock:
         if events._hb is not None:
             self._token = events.publish(self._token)
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        got: bool = self._raw.acquire(blocking, timeout)
-        if got:
-            self._took(bool(blocking), 1)
-        return got
-
-    def release(self) -> None:
-        self._giving_back()
-        self._raw.release()
-
-    def __enter__(self) -> bool:
-        got: bool = self._raw.acquire()
-        self._took(True, 1)
-        return got
-
-    def __exit__(self, *exc: object) -> None:
-        self._giving_back()
-        self._raw.release()
-
     def _is_owned(self) -> bool:
         return bool(self._raw._is_owned())
 
@@ -211,17 +207,6 @@ class ObservedRLock:
 
     def _at_fork_reinit(self) -> None:
         self._raw._at_fork_reinit()
-
-    def __repr__(self) -> str:
-        return _repr_of(self, self._raw)
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        raise _cannot_pickle(self._raw)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_raw":
-            raise AttributeError(name)
-        return getattr(self._raw, name)
 
 
 OBSERVED_TYPES: tuple[type, ...] = (ObservedLock, ObservedRLock)
