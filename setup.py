@@ -12,6 +12,10 @@ setup(
         Extension(
             "racecheck.engine._native",
             sources=["racecheck/engine/_native.c"],
+            depends=[
+                "racecheck/engine/_native_hooks.c",
+                "racecheck/engine/_native_shadowmap.c",
+            ],
             optional=True,
             extra_compile_args=["-O2", "-std=gnu11"],
         )

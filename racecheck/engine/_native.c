@@ -651,6 +651,8 @@ static inline PyObject *field_ref(PyObject *owner, PyObject **slot) {
     return v;
 }
 
+#include "_native_shadowmap.c"
+
 /* ---- Core: the hot path ----------------------------------------------------------- */
 
 typedef struct {
@@ -665,9 +667,12 @@ static uint64_t next_serial = 1;
 /* The calling thread's state for the last core it used: a borrowed pointer, valid while
  * (core serial, Python thread-state id) match, because every change of the thread's
  * state goes through Core.set_current/clear_current (the detector's _set_ts/_clear_ts). */
-static __thread uint64_t cache_serial;
-static __thread uint64_t cache_tsid;
-static __thread TState *cache_ts;
+/* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call per access
+ * (24 bytes of static TLS, which glibc reserves for dlopen'ed modules). */
+#define TLS_FAST __thread __attribute__((tls_model("initial-exec")))
+static TLS_FAST uint64_t cache_serial;
+static TLS_FAST uint64_t cache_tsid;
+static TLS_FAST TState *cache_ts;
 
 static PyObject *str_ts, *ops[3], *op_mutate, *op_iterate, *ns_objs[3], *cls_objs[3];
 
@@ -716,12 +721,17 @@ static PyObject *Core_set_current(Core *self, PyObject *ts) {
 
 /* New reference to obj's Shadow, NULL if none (or error). */
 static Shadow *shadow_of(Core *core, PyObject *obj) {
-    PyObject *key = PyLong_FromVoidPtr(obj);
-    if (key == NULL) return NULL;
     PyObject *sh;
-    int found = dict_getref(core->objs, key, &sh);
-    Py_DECREF(key);
-    if (found <= 0) return NULL;
+    if (Py_IS_TYPE(core->objs, &ShadowMap_Type)) {
+        sh = map_get((ShadowMap *)core->objs, obj);
+        if (sh == NULL) return NULL;
+    } else {
+        PyObject *key = PyLong_FromVoidPtr(obj);
+        if (key == NULL) return NULL;
+        int found = dict_getref(core->objs, key, &sh);
+        Py_DECREF(key);
+        if (found <= 0) return NULL;
+    }
     if (!PyObject_TypeCheck(sh, &Shadow_Type)) {
         Py_DECREF(sh);
         return NULL;
@@ -749,6 +759,10 @@ static Cell *cell_in(PyObject *owner, PyObject **field, PyObject *key) {
 
 static PyObject *go_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject *key, int cls,
                          PyObject *op, PyObject *frame) {
+    if (frame == NULL) { /* called from a C hook: the user's frame is the current one */
+        frame = (PyObject *)PyEval_GetFrame();
+        if (frame == NULL) frame = Py_None;
+    }
     PyObject *args[7] = {(PyObject *)ts, obj, ns_objs[ns], key ? key : Py_None, cls_objs[cls],
                          op, frame};
     PyObject *res = PyObject_Vectorcall(core->slow, args, 7, NULL);
@@ -756,7 +770,8 @@ static PyObject *go_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject
     return res;
 }
 
-/* One access: ns/key locate the cell, cls is its class, op its name. */
+/* One access: ns/key locate the cell, cls is its class, op its name; frame is the
+ * user's frame, or NULL for "the current Python frame" (fetched only if needed). */
 static PyObject *do_access(Core *core, PyObject *obj, int ns, PyObject *key, int cls, PyObject *op,
                         PyObject *frame) {
     TState *ts = current(core);
@@ -825,8 +840,11 @@ static PyObject *Core_iterate(Core *s, PyObject *const *a, Py_ssize_t nargs) {
 
 static int Core_init(Core *self, PyObject *args, PyObject *kw) {
     PyObject *tls, *adopt, *objs, *slow;
-    if (!PyArg_ParseTuple(args, "OOO!O:Core", &tls, &adopt, &PyDict_Type, &objs, &slow))
+    if (!PyArg_ParseTuple(args, "OOOO:Core", &tls, &adopt, &objs, &slow)) return -1;
+    if (!PyDict_Check(objs) && !Py_IS_TYPE(objs, &ShadowMap_Type)) {
+        PyErr_SetString(PyExc_TypeError, "Core: objs must be a dict or a ShadowMap");
         return -1;
+    }
     Py_XSETREF(self->tls, Py_NewRef(tls));
     Py_XSETREF(self->adopt, Py_NewRef(adopt));
     Py_XSETREF(self->objs, Py_NewRef(objs));
@@ -881,6 +899,8 @@ static PyTypeObject Core_Type = {
     .tp_new = PyType_GenericNew,
 };
 
+#include "_native_hooks.c"
+
 /* ---- module ------------------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
@@ -888,13 +908,20 @@ static PyMethodDef module_methods[] = {
      "apply(cell, cls, ts, meta) -> list of racing metas or None: FastTrack for one access."},
     {"same_epoch", (PyCFunction)(void (*)(void))py_same_epoch, METH_FASTCALL,
      "same_epoch(cell, cls, ts) -> bool: the access is redundant in this epoch."},
+    {"hooks_install", (PyCFunction)(void (*)(void))py_hooks_install, METH_FASTCALL,
+     "hooks_install(sink, core): route the C hooks' accesses to sink (None: stop); "
+     "core is sink's _native.Core, called directly, or None."},
+    {"hooks_configure", (PyCFunction)(void (*)(void))py_hooks_configure, METH_FASTCALL,
+     "hooks_configure(decide, attr_slow, gi, it): the Python reference functions the C "
+     "hooks defer to."},
     {NULL}};
 
 static int module_exec(PyObject *m) {
     if (stripes_init() < 0) return -1;
-    PyTypeObject *types[] = {&VClock_Type, &TState_Type, &Cell_Type, &Shadow_Type, &Core_Type};
-    const char *names[] = {"VClock", "TState", "Cell", "Shadow", "Core"};
-    for (int i = 0; i < 5; i++) {
+    PyTypeObject *types[] = {&VClock_Type, &TState_Type,  &Cell_Type,
+                             &Shadow_Type, &ShadowMap_Type, &Core_Type};
+    const char *names[] = {"VClock", "TState", "Cell", "Shadow", "ShadowMap", "Core"};
+    for (int i = 0; i < 6; i++) {
         if (PyType_Ready(types[i]) < 0) return -1;
         if (PyModule_AddObjectRef(m, names[i], (PyObject *)types[i]) < 0) return -1;
     }
@@ -913,6 +940,7 @@ static int module_exec(PyObject *m) {
             return -1;
     }
     if (PyModule_AddIntConstant(m, "SHIFT", SHIFT) < 0) return -1;
+    if (hooks_module_init(m) < 0) return -1;
     return 0;
 }
 

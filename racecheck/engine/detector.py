@@ -201,6 +201,8 @@ class Detector:
 
     _cell_class: Any = Cell
     _shadow_class: Any = ObjShadow
+    _map_class: Any = dict
+    """The ``id(obj) -> shadow`` mapping (the native core's is keyed by address in C)."""
     _state_class: Any = _ThreadState
 
     def __init__(
@@ -212,7 +214,7 @@ class Detector:
         strong_cap: int = 1 << 20,
     ) -> None:
         self._tls = _thread._local()
-        self._shadow = ShadowTable(strong_cap, self._shadow_class)
+        self._shadow = ShadowTable(strong_cap, self._shadow_class, self._map_class)
         self._objs = self._shadow.objs
         self._stripes = [allocate_lock() for _ in range(64)]
         self._stacks = StackTable(history_capacity(history_size))

@@ -28,6 +28,7 @@ class NativeDetector(Detector):
     _cell_class = _native.Cell
     _shadow_class = _native.Shadow
     _state_class = _native.TState
+    _map_class = _native.ShadowMap
 
     def _bind_hot_paths(self) -> None:
         core = self._core = _native.Core(self._tls, self._adopt, self._objs, self._slow)

@@ -193,9 +193,12 @@ def _strong_refs(sh: ObjShadow) -> int:
 class ShadowTable:
     """``id(obj) -> ObjShadow`` with the two reclamation strategies described above."""
 
-    def __init__(self, strong_cap: int = 1 << 20, shadow_class: Any = None) -> None:
+    def __init__(
+        self, strong_cap: int = 1 << 20, shadow_class: Any = None, map_class: Any = dict
+    ) -> None:
         self._shadow_class = ObjShadow if shadow_class is None else shadow_class
-        self.objs: dict[int, ObjShadow] = {}
+        # A dict, or the native core's ShadowMap (the same operations, keyed in C).
+        self.objs: dict[int, ObjShadow] = map_class()
         self._lock = allocate_lock()
         self._strong: dict[int, ObjShadow] = {}
         self._sweep_at = 1024

@@ -58,12 +58,17 @@ def install(sink: AccessSink) -> None:
     """Route every access made by rewritten code to ``sink``."""
     global _sink
     _sink = sink
+    if _native is not None:
+        core = getattr(sink, "_core", None)
+        _native.hooks_install(sink, core if isinstance(core, _native.Core) else None)
 
 
 def uninstall() -> None:
     """Stop recording; rewritten code keeps working at passthrough cost."""
     global _sink
     _sink = None
+    if _native is not None:
+        _native.hooks_install(None, None)
 
 
 def current_sink() -> AccessSink | None:
@@ -820,16 +825,14 @@ def _find_module(g: dict[str, Any]) -> object:
     return Namespace(str(name))
 
 
-class ModuleHooks:
-    """``__rc__`` in a rewritten module.  Every method is a hook; see the module
-    docstring.  Creating one with no argument binds it to the caller's globals."""
+class _HookMethods:
+    """Every hook, in Python: the reference implementation.  :class:`PyModuleHooks` is
+    exactly this; :class:`NativeModuleHooks` takes the hottest ones (``rd``, ``sw``,
+    ``aw``, globals, cells, ``gi``, ``it``) from C (engine/_native_hooks.c), which defers
+    back to these for every case it does not handle itself."""
 
-    __slots__ = ("module", "__weakref__")
-
-    def __init__(self, module: object | None = None) -> None:
-        if module is None:
-            module = _find_module(_getframe(1).f_globals)
-        self.module = module
+    __slots__ = ()
+    module: Any
 
     def __repr__(self) -> str:
         return f"<racecheck hooks for {self.module!r}>"
@@ -1187,6 +1190,75 @@ class ModuleHooks:
         if wrap is None:
             wrap = _resolve_wrap_with()
         return wrap(obj)
+
+
+class PyModuleHooks(_HookMethods):
+    """``__rc__`` in a rewritten module, all in Python.  Creating one with no argument
+    binds it to the caller's globals."""
+
+    __slots__ = ("module", "__weakref__")
+
+    def __init__(self, module: object | None = None) -> None:
+        if module is None:
+            module = _find_module(_getframe(1).f_globals)
+        self.module = module
+
+
+def _decide(op: int, tp: type, name: str) -> int:
+    """The cached decision for ``(tp, name)`` and op 0 read / 1 write / 2 delete, made
+    if missing (the C hooks ask this on a miss of their own cache)."""
+    table = _reads if op == 0 else _writes if op == 1 else _dels
+    try:
+        return table[name][id(tp)]
+    except KeyError:
+        pass
+    if op == 0:
+        return _decide_read(tp, name)
+    return _decide_write(tp, name, table, "__setattr__" if op == 1 else "__delattr__")
+
+
+def _attr_slow(op: int, sink: AccessSink, obj: Any, name: str, kind: int, frame: Any) -> None:
+    """The C hooks' way into the module, class and ``__getattr__`` kinds."""
+    if op == 0:
+        _read_slow(sink, obj, name, kind, frame)
+    else:
+        _write_slow(sink, obj, name, kind, frame)
+
+
+def _load_native() -> Any:
+    """The native module when the native hooks should run: built, and not
+    ``RACECHECK_CORE=python`` (which selects the pure-Python reference everywhere)."""
+    import os
+
+    if os.environ.get("RACECHECK_CORE", "").strip().lower() == "python":
+        return None
+    try:
+        from racecheck.engine import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _native
+
+
+_native = _load_native()
+ModuleHooks: type[_HookMethods]
+"""What rewritten modules instantiate as ``__rc__``: the native hooks when available."""
+
+if _native is not None:
+
+    class NativeModuleHooks(_native.Hooks, _HookMethods):  # type: ignore[misc, name-defined]
+        """``__rc__`` with its hottest hooks in C (see :class:`_HookMethods`)."""
+
+        __slots__ = ()
+
+        def __init__(self, module: object | None = None) -> None:
+            if module is None:
+                module = _find_module(_getframe(1).f_globals)
+            self.module = module
+
+    _native.hooks_configure(_decide, _attr_slow, _HookMethods.gi, _HookMethods.it)
+    ModuleHooks = NativeModuleHooks
+else:
+    ModuleHooks = PyModuleHooks
 
 
 def _identity(obj: Any) -> Any:

@@ -444,17 +444,32 @@ class _Rewriter(ast.NodeTransformer):
             "end_lineno": line,
             "end_col_offset": 0,
         }
+        # ``__rc__ = __import__("racecheck.instrument.hooks", None, None,
+        # ("ModuleHooks",)).ModuleHooks()``: bound by an assignment, not an import
+        # statement, because CPython 3.12+ compiles ``x.m(...)`` as a plain attribute
+        # load plus call (a bound method allocated per call) when ``x`` was bound by an
+        # import, and every hook call is ``__rc__.m(...)``.
+        hooks_module = ast.Call(
+            func=ast.Name(id="__import__", ctx=ast.Load(), **loc),
+            args=[
+                ast.Constant(value="racecheck.instrument.hooks", **loc),
+                ast.Constant(value=None, **loc),
+                ast.Constant(value=None, **loc),
+                ast.Tuple(elts=[ast.Constant(value="ModuleHooks", **loc)], ctx=ast.Load(), **loc),
+            ],
+            keywords=[],
+            **loc,
+        )
         prologue: list[ast.stmt] = [
-            ast.ImportFrom(
-                module="racecheck.instrument.hooks",
-                names=[ast.alias(name="ModuleHooks", asname=HOOKS, **loc)],
-                level=0,
-                **loc,
-            ),
             ast.Assign(
                 targets=[ast.Name(id=HOOKS, ctx=ast.Store(), **loc)],
                 value=ast.Call(
-                    func=ast.Name(id=HOOKS, ctx=ast.Load(), **loc), args=[], keywords=[], **loc
+                    func=ast.Attribute(
+                        value=hooks_module, attr="ModuleHooks", ctx=ast.Load(), **loc
+                    ),
+                    args=[],
+                    keywords=[],
+                    **loc,
                 ),
                 **loc,
             ),
