@@ -17,7 +17,7 @@ def square(inp, out):
 
 def main():
     a, b = racecheck.Chan(64), racecheck.Chan(64)
-    t1 = racecheck.go(generate, a, 50000)
+    t1 = racecheck.go(generate, a, 80000)
     t2 = racecheck.go(square, a, b)
     total = 0
     for v in b:

@@ -13,7 +13,7 @@ def tokenize(text):
 
 def main():
     texts = [" ".join(f"Word{i % 50}, token{(i * 7) % 31}." for i in range(k, k + 200))
-             for k in range(400)]
+             for k in range(2000)]
     merged = {}
     with ThreadPoolExecutor(max_workers=4) as pool:
         for counts in pool.map(tokenize, texts):

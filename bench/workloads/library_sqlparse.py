@@ -23,7 +23,7 @@ def worker(n):
 
 
 def main():
-    threads = [threading.Thread(target=worker, args=(10,)) for _ in range(4)]
+    threads = [threading.Thread(target=worker, args=(40,)) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:

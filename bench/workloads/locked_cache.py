@@ -23,7 +23,7 @@ class Cache:
 
 
 def worker(cache, start):
-    for i in range(20000):
+    for i in range(100000):
         cache.get((start + i * 13) % 2000)
 
 

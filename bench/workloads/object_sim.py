@@ -37,7 +37,7 @@ def step(bodies, steps):
 def main():
     bodies = [Body(i) for i in range(2000)]
     halves = [bodies[:1000], bodies[1000:]]
-    threads = [threading.Thread(target=step, args=(h, 100)) for h in halves]
+    threads = [threading.Thread(target=step, args=(h, 500)) for h in halves]
     for t in threads:
         t.start()
     for t in threads:

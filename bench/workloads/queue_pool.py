@@ -3,7 +3,7 @@
 import queue
 import threading
 
-N_JOBS = 10000
+N_JOBS = 30000
 N_WORKERS = 4
 
 

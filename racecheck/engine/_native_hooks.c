@@ -11,7 +11,7 @@
  *   - when the installed sink is the native Core, an access goes straight to do_access()
  *     (thread state from a C thread-local, shadow lookup, same-epoch test) with no
  *     Python call at all on the common path;
- *   - "is obj.name a memory access?" is answered from a C cache keyed by the type's
+ *   - "is obj.name a memory access?" (and rd2's "does loading it run Python code?") is answered from a C cache keyed by the type's
  *     version tag and the attribute name.  CPython gives a type a new tag whenever the
  *     type or one of its bases is modified, and never reuses tags, so a (tag, name) hit is
  *     the decision for this exact state of the class.  A miss asks the Python decision
@@ -24,12 +24,12 @@
  * Python reference implementation, so there is one definition of what is an access.
  */
 
-enum { OP_READ = 0, OP_WRITE = 1, OP_DEL = 2 };
+enum { OP_READ = 0, OP_WRITE = 1, OP_DEL = 2, OP_PURE = 3 }; /* OP_PURE: see hooks._decide_pure */
 #define KIND_UNKNOWN 0xFF
 #define KIND_SKIP 0
 #define KIND_ACCESS 1
 
-static PyObject *op_codes[3], *kind_objs[8];
+static PyObject *op_codes[4], *kind_objs[8];
 
 /* ---- the decision cache --------------------------------------------------------- */
 
@@ -37,28 +37,21 @@ typedef struct {
     uint32_t seq; /* odd while a writer is inside */
     uint32_t tag;
     PyObject *name; /* strong reference, owned by the entry */
-    uint8_t kind[3];
+    uint8_t kind[4];
 } DEntry;
 
 #define DCACHE_SIZE 8192
 static DEntry dcache[DCACHE_SIZE];
 
-#if PY_VERSION_HEX >= 0x030D0000
+/* Writers' lock: a mutex on free-threaded builds; nothing on GIL builds, where a
+ * writer's section (plain stores and one incref) cannot lose the GIL. */
+#ifdef Py_GIL_DISABLED
 static PyMutex dcache_mutex;
 #define DCACHE_LOCK() PyMutex_Lock(&dcache_mutex)
 #define DCACHE_UNLOCK() PyMutex_Unlock(&dcache_mutex)
-static int dcache_init(void) { return 0; }
 #else
-static PyThread_type_lock dcache_mutex;
-#define DCACHE_LOCK() PyThread_acquire_lock(dcache_mutex, WAIT_LOCK)
-#define DCACHE_UNLOCK() PyThread_release_lock(dcache_mutex)
-static int dcache_init(void) {
-    if (dcache_mutex == NULL && (dcache_mutex = PyThread_allocate_lock()) == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
-}
+#define DCACHE_LOCK() ((void)0)
+#define DCACHE_UNLOCK() ((void)0)
 #endif
 
 /* The type's version tag, 0 when it has none that can be trusted. */
@@ -99,7 +92,7 @@ static void dcache_put(uint32_t tag, PyObject *name, int op, int kind) {
         __atomic_store_n(&e->tag, tag, __ATOMIC_RELAXED);
         __atomic_store_n(&e->name, name, __ATOMIC_RELAXED);
         name = NULL; /* the entry owns the new reference */
-        for (int i = 0; i < 3; i++) __atomic_store_n(&e->kind[i], KIND_UNKNOWN, __ATOMIC_RELAXED);
+        for (int i = 0; i < 4; i++) __atomic_store_n(&e->kind[i], KIND_UNKNOWN, __ATOMIC_RELAXED);
     }
     __atomic_store_n(&e->kind[op], (uint8_t)kind, __ATOMIC_RELAXED);
     __atomic_store_n(&e->seq, s + 2, __ATOMIC_RELEASE);
@@ -258,21 +251,25 @@ static int decide(PyObject *obj, PyObject *name, int op) {
     return (int)kind;
 }
 
-/* Record `obj.name` as a read (op OP_READ) or write (OP_WRITE / OP_DEL). */
-static int record_attr(PyObject *st, PyObject *obj, PyObject *name, int op) {
-    int kind = decide(obj, name, op);
-    if (kind <= 0) return kind; /* SKIP, or error */
+/* Record `obj.name` whose decision is `kind` as a read (op OP_READ) or a write. */
+static int record_kind(PyObject *st, PyObject *obj, PyObject *name, int op, int kind) {
+    if (kind == KIND_SKIP) return 0;
     if (kind == KIND_ACCESS) return sink_call(st, op == OP_READ ? 0 : 1, obj, name);
-    PyObject *args[6] = {op_codes[op], PyTuple_GET_ITEM(st, ST_SINK), obj, name,
-                         kind_objs[kind < 8 ? kind : 0], user_frame()};
     if (kind >= 8) {
         PyErr_SetString(PyExc_ValueError, "bad decision kind");
         return -1;
     }
+    PyObject *args[6] = {op_codes[op], PyTuple_GET_ITEM(st, ST_SINK), obj, name,
+                         kind_objs[kind], user_frame()};
     PyObject *res = PyObject_Vectorcall(py_attr_slow, args, 6, NULL);
     if (res == NULL) return -1;
     Py_DECREF(res);
     return 0;
+}
+
+static int record_attr(PyObject *st, PyObject *obj, PyObject *name, int op) {
+    int kind = decide(obj, name, op);
+    return kind < 0 ? -1 : record_kind(st, obj, name, op, kind);
 }
 
 /* ---- the Hooks type ---------------------------------------------------------- */
@@ -302,6 +299,36 @@ static PyObject *Hooks_rd(Hooks *self, PyObject *const *a, Py_ssize_t nargs) {
         if (rc < 0) return NULL;
     }
     return Py_NewRef(a[0]);
+}
+
+/* obj.name (load) whose identical second load the rewriter elided (p.vx * p.vx): record
+ * the read, load it here and return the value; record the second read too unless the
+ * load ran no Python code (see ModuleHooks.rd2 in hooks.py, the reference). */
+static PyObject *Hooks_rd2(Hooks *self, PyObject *const *a, Py_ssize_t nargs) {
+    HOOK_NARGS(2, "rd2");
+    PyObject *obj = a[0], *name = a[1];
+    PyObject *st = state_get();
+    if (st == NULL) return PyObject_GetAttr(obj, name);
+    int kind = decide(obj, name, OP_READ);
+    int rc = kind < 0 ? -1 : record_kind(st, obj, name, OP_READ, kind);
+    Py_DECREF(st);
+    if (rc < 0) return NULL;
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) return NULL;
+    if (kind == KIND_ACCESS) {
+        int pure = decide(obj, name, OP_PURE);
+        if (pure != 0) {
+            if (pure < 0) Py_CLEAR(value);
+            return value;
+        }
+    }
+    st = state_get(); /* the second read, as its own rd would have recorded it */
+    if (st != NULL) {
+        rc = record_attr(st, obj, name, OP_READ);
+        Py_DECREF(st);
+        if (rc < 0) Py_CLEAR(value);
+    }
+    return value;
 }
 
 /* obj.name = v (target): record the write, return obj for the native store. */
@@ -470,6 +497,7 @@ static int Hooks_clear(Hooks *self) {
 
 static PyMethodDef Hooks_methods[] = {
     HOOK_METHOD(rd, "obj.name (load): record the read, return obj."),
+    HOOK_METHOD(rd2, "rd2(obj, name): obj.name loaded twice in a row; returns the value."),
     HOOK_METHOD(sw, "obj.name = v (target): record the write, return obj."),
     HOOK_METHOD(aw, "obj.name op= v (target): record a read and a write, return obj."),
     HOOK_METHOD(rg, "rg(value, name): a global read; returns value."),
@@ -503,7 +531,6 @@ static PyTypeObject Hooks_Type = {
 };
 
 static int hooks_module_init(PyObject *m) {
-    if (dcache_init() < 0) return -1;
     if (PyType_Ready(&Hooks_Type) < 0) return -1;
     if (PyModule_AddObjectRef(m, "Hooks", (PyObject *)&Hooks_Type) < 0) return -1;
     if (op_codes[0] == NULL) {
@@ -511,7 +538,7 @@ static int hooks_module_init(PyObject *m) {
                                        "write_item", "mutate", "iterate"};
         for (int i = 0; i < 6; i++)
             if ((str_sink_methods[i] = PyUnicode_InternFromString(names[i])) == NULL) return -1;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if ((op_codes[i] = PyLong_FromLong(i)) == NULL) return -1;
         for (int i = 0; i < 8; i++)
             if ((kind_objs[i] = PyLong_FromLong(i)) == NULL) return -1;

@@ -9,9 +9,7 @@
  * factor <= 1/2.  Every operation holds the map's lock for a few loads and stores and
  * never runs Python code inside it: values are increfed inside and released outside,
  * because freeing a shadow can free a user object and run its __del__.  The lock is a
- * PyMutex on 3.13+ and a spinlock before; on GIL builds it is never contended (its
- * holder cannot lose the GIL inside), on free-threaded builds critical sections are a
- * handful of instructions.
+ * PyMutex on free-threaded builds and compiles to nothing on GIL builds (see MAP_LOCK).
  */
 
 typedef struct {
@@ -24,27 +22,22 @@ typedef struct {
     MapEntry *table;
     Py_ssize_t mask; /* capacity - 1 */
     Py_ssize_t used;
-#if PY_VERSION_HEX >= 0x030D0000
+#ifdef Py_GIL_DISABLED
     PyMutex mutex;
-#else
-    int spin;
 #endif
 } ShadowMap;
 
 static PyTypeObject ShadowMap_Type;
 
-#if PY_VERSION_HEX >= 0x030D0000
+/* A critical section, as CPython's own containers have: a mutex on free-threaded
+ * builds; nothing on GIL builds, where the sections below cannot lose the GIL (they
+ * call no Python code and allocate only with PyMem_Raw*, which never collects). */
+#ifdef Py_GIL_DISABLED
 #define MAP_LOCK(m) PyMutex_Lock(&(m)->mutex)
 #define MAP_UNLOCK(m) PyMutex_Unlock(&(m)->mutex)
 #else
-#include <sched.h>
-static inline void map_lock(ShadowMap *m) {
-    while (__atomic_exchange_n(&m->spin, 1, __ATOMIC_ACQUIRE)) {
-        while (__atomic_load_n(&m->spin, __ATOMIC_RELAXED)) sched_yield();
-    }
-}
-#define MAP_LOCK(m) map_lock(m)
-#define MAP_UNLOCK(m) __atomic_store_n(&(m)->spin, 0, __ATOMIC_RELEASE)
+#define MAP_LOCK(m) ((void)(m))
+#define MAP_UNLOCK(m) ((void)(m))
 #endif
 
 static inline Py_ssize_t map_hash(void *p, Py_ssize_t mask) {

@@ -827,8 +827,8 @@ def _find_module(g: dict[str, Any]) -> object:
 
 class _HookMethods:
     """Every hook, in Python: the reference implementation.  :class:`PyModuleHooks` is
-    exactly this; :class:`NativeModuleHooks` takes the hottest ones (``rd``, ``sw``,
-    ``aw``, globals, cells, ``gi``, ``it``) from C (engine/_native_hooks.c), which defers
+    exactly this; :class:`NativeModuleHooks` takes the hottest ones (``rd``, ``rd2``,
+    ``sw``, ``aw``, globals, cells, ``gi``, ``it``) from C (engine/_native_hooks.c), which defers
     back to these for every case it does not handle itself."""
 
     __slots__ = ()
@@ -1205,15 +1205,18 @@ class PyModuleHooks(_HookMethods):
 
 
 def _decide(op: int, tp: type, name: str) -> int:
-    """The cached decision for ``(tp, name)`` and op 0 read / 1 write / 2 delete, made
-    if missing (the C hooks ask this on a miss of their own cache)."""
-    table = _reads if op == 0 else _writes if op == 1 else _dels
+    """The cached decision for ``(tp, name)`` and op 0 read / 1 write / 2 delete / 3
+    "pure load" (``rd2``), made if missing (the C hooks ask this on a miss of their own
+    cache)."""
+    table = _reads if op == 0 else _writes if op == 1 else _dels if op == 2 else _pure
     try:
         return table[name][id(tp)]
     except KeyError:
         pass
     if op == 0:
         return _decide_read(tp, name)
+    if op == 3:
+        return _decide_pure(tp, name)
     return _decide_write(tp, name, table, "__setattr__" if op == 1 else "__delattr__")
 
 
