@@ -189,6 +189,22 @@ typedef struct {
 
 static PyTypeObject TState_Type;
 
+/* The calling thread's state for the last core it used: a borrowed pointer, valid while
+ * (core serial, Python thread-state id) match.  Every change of a thread's state goes
+ * through Core.set_current (the detector's _set_ts), and a TState that dies clears the
+ * cache of the thread it dies on (TState_dealloc): a thread's own state dies on that
+ * thread, when its thread-locals are cleared at its end, and code that runs after that
+ * (a profiler re-entering the engine during the teardown) finds no stale pointer.  The
+ * reference stays borrowed so the state of a thread that ends unseen still dies with
+ * its thread-locals, which frees its clock slot. */
+#define TLS_FAST __thread __attribute__((tls_model("initial-exec")))
+/* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call per access
+ * (24 bytes of static TLS, which glibc reserves for dlopen'ed modules). */
+static TLS_FAST uint64_t cache_serial;
+static TLS_FAST uint64_t cache_tsid;
+static TLS_FAST TState *cache_ts;
+
+
 static inline void ts_refresh_epoch(TState *ts) {
     ts->epoch = (ts->vc->v[ts->slot] << SHIFT) | (int64_t)ts->slot;
 }
@@ -219,6 +235,10 @@ static int TState_init(TState *self, PyObject *args, PyObject *kw) {
 }
 
 static void TState_dealloc(TState *self) {
+    if (cache_ts == self) { /* see the thread-state cache above */
+        cache_ts = NULL;
+        cache_serial = 0;
+    }
     if (self->weakreflist != NULL) PyObject_ClearWeakRefs((PyObject *)self);
     Py_XDECREF(self->vc);
     Py_XDECREF(self->rec);
@@ -664,19 +684,15 @@ typedef struct {
 static PyTypeObject Core_Type;
 static uint64_t next_serial = 1;
 
-/* The calling thread's state for the last core it used: a borrowed pointer, valid while
- * (core serial, Python thread-state id) match, because every change of the thread's
- * state goes through Core.set_current/clear_current (the detector's _set_ts/_clear_ts). */
-/* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call per access
- * (24 bytes of static TLS, which glibc reserves for dlopen'ed modules). */
-#define TLS_FAST __thread __attribute__((tls_model("initial-exec")))
-static TLS_FAST uint64_t cache_serial;
-static TLS_FAST uint64_t cache_tsid;
-static TLS_FAST TState *cache_ts;
-
 static PyObject *str_ts, *ops[3], *op_mutate, *op_iterate, *ns_objs[3], *cls_objs[3];
 
 static inline uint64_t tstate_id(void) { return PyThreadState_GetID(PyThreadState_Get()); }
+
+static void cache_set(uint64_t serial, TState *ts) {
+    cache_ts = ts;
+    cache_serial = ts != NULL ? serial : 0;
+    cache_tsid = ts != NULL ? tstate_id() : 0;
+}
 
 /* New reference to the calling thread's TState, adopting the thread if needed. */
 static TState *current(Core *core) {
@@ -697,25 +713,20 @@ static TState *current(Core *core) {
         PyErr_SetString(PyExc_TypeError, "native core: thread state is not a TState");
         return NULL;
     }
-    cache_serial = core->serial;
-    cache_tsid = tsid;
-    cache_ts = (TState *)ts;
+    cache_set(core->serial, (TState *)ts);
     return (TState *)ts;
 }
 
 static PyObject *Core_set_current(Core *self, PyObject *ts) {
     if (ts == Py_None) {
-        cache_serial = 0;
-        cache_ts = NULL;
+        cache_set(0, NULL);
         Py_RETURN_NONE;
     }
     if (!PyObject_TypeCheck(ts, &TState_Type)) {
         PyErr_SetString(PyExc_TypeError, "expected a TState or None");
         return NULL;
     }
-    cache_serial = self->serial;
-    cache_tsid = tstate_id();
-    cache_ts = (TState *)ts;
+    cache_set(self->serial, (TState *)ts);
     Py_RETURN_NONE;
 }
 

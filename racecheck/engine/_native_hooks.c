@@ -109,6 +109,10 @@ static PyObject *py_decide;     /* _decide(op, tp, name) -> kind */
 static PyObject *py_attr_slow;  /* _attr_slow(op, sink, obj, name, kind, frame) */
 static PyObject *py_gi;         /* _PyHookMethods.gi(self, c, key) */
 static PyObject *py_it;         /* _PyHookMethods.it(self, c) */
+static PyObject *py_gm;         /* _PyHookMethods.gm(self, obj, name) */
+static PyObject *py_si;         /* _PyHookMethods.si(self, c) */
+static PyObject *py_methods;    /* hooks.CONTAINER_METHODS: name -> M_* flags */
+static PyObject *py_deque;      /* collections.deque (handled by the reference gm/si) */
 
 /* The installed sink as a tuple (sink, core-or-None, read_attr, write_attr, read_item,
  * write_item, mutate, iterate); NULL when none.  Readers take a new reference (under the
@@ -186,14 +190,19 @@ static PyObject *py_hooks_install(PyObject *mod, PyObject *const *args, Py_ssize
 }
 
 static PyObject *py_hooks_configure(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "hooks_configure(decide, attr_slow, gi, it)");
+    if (nargs != 8 || !PyDict_Check(args[6]) || !PyType_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "hooks_configure(decide, attr_slow, gi, it, gm, si, methods, deque)");
         return NULL;
     }
     Py_XSETREF(py_decide, Py_NewRef(args[0]));
     Py_XSETREF(py_attr_slow, Py_NewRef(args[1]));
     Py_XSETREF(py_gi, Py_NewRef(args[2]));
     Py_XSETREF(py_it, Py_NewRef(args[3]));
+    Py_XSETREF(py_gm, Py_NewRef(args[4]));
+    Py_XSETREF(py_si, Py_NewRef(args[5]));
+    Py_XSETREF(py_methods, Py_NewRef(args[6]));
+    Py_XSETREF(py_deque, Py_NewRef(args[7]));
     Py_RETURN_NONE;
 }
 
@@ -475,6 +484,284 @@ static PyObject *Hooks_it(Hooks *self, PyObject *const *a, Py_ssize_t nargs) {
     return Py_NewRef(c);
 }
 
+/* ---- container method calls and subscript stores --------------------------------- */
+
+/* hooks.py's M_* flags: the method-call shapes recorded here; the rest go to Python. */
+#define M_MUTATE 1
+#define M_ITERATE 2
+#define M_GET 8
+
+/* What gm returns for lst.append / d.get / d.items ... on an exact dict, list or set:
+ * calls the bound method, then records what the call did to the container (mutate,
+ * iterate, or read (d, key)), as hooks._MethodRecorder does.  Looks like the bound
+ * method to everything else (attributes, ==, hash, repr). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *method, *container;
+    int flags;
+    vectorcallfunc vectorcall;
+} Recorder;
+
+static PyTypeObject Recorder_Type;
+
+static PyObject *Recorder_vectorcall(Recorder *self, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames) {
+    PyObject *result = PyObject_Vectorcall(self->method, args, nargsf, kwnames);
+    if (result == NULL) return NULL;
+    PyObject *st = state_get();
+    if (st == NULL) return result;
+    int rc = 0;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (self->flags == M_MUTATE) rc = sink_call(st, 4, self->container, NULL);
+    else if (self->flags == M_ITERATE) rc = sink_call(st, 5, self->container, NULL);
+    else if (self->flags == M_GET && nargs >= 1) rc = sink_call(st, 2, self->container, args[0]);
+    Py_DECREF(st);
+    if (rc < 0) Py_CLEAR(result);
+    return result;
+}
+
+static PyObject *Recorder_getattro(Recorder *self, PyObject *name) {
+    return PyObject_GetAttr(self->method, name);
+}
+
+static PyObject *Recorder_richcompare(Recorder *self, PyObject *other, int op) {
+    if (Py_IS_TYPE(other, &Recorder_Type)) other = ((Recorder *)other)->method;
+    return PyObject_RichCompare(self->method, other, op);
+}
+
+static Py_hash_t Recorder_hash(Recorder *self) { return PyObject_Hash(self->method); }
+static PyObject *Recorder_repr(Recorder *self) { return PyObject_Repr(self->method); }
+
+static int Recorder_traverse(Recorder *self, visitproc visit, void *arg) {
+    Py_VISIT(self->method);
+    Py_VISIT(self->container);
+    return 0;
+}
+
+static int Recorder_clear(Recorder *self) {
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->container);
+    return 0;
+}
+
+static void Recorder_dealloc(Recorder *self) {
+    PyObject_GC_UnTrack(self);
+    Recorder_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject Recorder_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "racecheck.engine._native.MethodRecorder",
+    .tp_basicsize = sizeof(Recorder),
+    .tp_dealloc = (destructor)Recorder_dealloc,
+    .tp_vectorcall_offset = offsetof(Recorder, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = (reprfunc)Recorder_repr,
+    .tp_hash = (hashfunc)Recorder_hash,
+    .tp_getattro = (getattrofunc)Recorder_getattro,
+    .tp_richcompare = (richcmpfunc)Recorder_richcompare,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A built-in container's bound method that records the call (see gm).",
+    .tp_traverse = (traverseproc)Recorder_traverse,
+    .tp_clear = (inquiry)Recorder_clear,
+};
+
+/* True for the containers (and views, and str/bytes .join) whose gm the reference
+ * implementation handles: everything but plain objects and exact dict/list/set. */
+static int gm_by_reference(PyObject *obj, PyObject *name) {
+    if (PyDict_Check(obj) || PyList_Check(obj) || PySet_Check(obj) || PyByteArray_Check(obj))
+        return 1;
+    if (PyDictKeys_Check(obj) || PyDictValues_Check(obj) || PyDictItems_Check(obj)) return 1;
+    if (py_deque != NULL && PyObject_TypeCheck(obj, (PyTypeObject *)py_deque)) return 1;
+    if ((PyUnicode_Check(obj) || PyBytes_Check(obj)) && PyUnicode_Check(name) &&
+        PyUnicode_CompareWithASCIIString(name, "join") == 0)
+        return 1;
+    return 0;
+}
+
+/* obj.name where name is a container method name (hooks.ModuleHooks.gm). */
+static PyObject *Hooks_gm(Hooks *self, PyObject *const *a, Py_ssize_t nargs) {
+    HOOK_NARGS(2, "gm");
+    PyObject *obj = a[0], *name = a[1];
+    PyObject *st = state_get();
+    if (st == NULL) return PyObject_GetAttr(obj, name);
+    if (PyDict_CheckExact(obj) || PyList_CheckExact(obj) || PySet_CheckExact(obj)) {
+        PyObject *f = PyDict_GetItemWithError(py_methods, name); /* borrowed */
+        long flags = f != NULL ? PyLong_AsLong(f) : -1;
+        if (flags == M_MUTATE || flags == M_ITERATE || flags == M_GET) {
+            Py_DECREF(st);
+            PyObject *method = PyObject_GetAttr(obj, name);
+            if (method == NULL) return NULL;
+            Recorder *r = PyObject_GC_New(Recorder, &Recorder_Type);
+            if (r == NULL) {
+                Py_DECREF(method);
+                return NULL;
+            }
+            r->method = method;
+            r->container = Py_NewRef(obj);
+            r->flags = (int)flags;
+            r->vectorcall = (vectorcallfunc)Recorder_vectorcall;
+            PyObject_GC_Track(r);
+            return (PyObject *)r;
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(st);
+            return NULL;
+        }
+    } else if (!gm_by_reference(obj, name)) {
+        PyObject *value = PyObject_GetAttr(obj, name);
+        if (value != NULL && record_attr(st, obj, name, OP_READ) < 0) Py_CLEAR(value);
+        Py_DECREF(st);
+        return value;
+    }
+    Py_DECREF(st);
+    PyObject *args[3] = {(PyObject *)self, obj, name};
+    return PyObject_Vectorcall(py_gm, args, 3, NULL);
+}
+
+/* What si returns for an exact dict or list: the subscript store/delete/load of a
+ * target, recorded as hooks._ItemProxy records it.  Slices and non-int list indices
+ * go to a reference _ItemProxy made on demand. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *c;
+    PyObject *hooks; /* for the reference fallback */
+} ItemProxy;
+
+static PyTypeObject ItemProxy_Type;
+
+static PyObject *proxy_reference(ItemProxy *self) {
+    PyObject *args[2] = {self->hooks, self->c};
+    return PyObject_Vectorcall(py_si, args, 2, NULL);
+}
+
+/* For a list and an exact int key: the index it names now, or -1 (out of range). */
+static Py_ssize_t list_index(PyObject *c, PyObject *key) {
+    Py_ssize_t i = PyLong_AsSsize_t(key);
+    if (i == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(c);
+    if (i < 0) i += n;
+    return (0 <= i && i < n) ? i : -1;
+}
+
+/* Record item `i` of list c (or key of dict c) with sink method m; mutate too if asked. */
+static int record_item(PyObject *c, PyObject *key, Py_ssize_t i, int m, int mutate) {
+    PyObject *st = state_get();
+    if (st == NULL) return 0;
+    int rc;
+    if (PyList_CheckExact(c)) {
+        PyObject *loc = PyLong_FromSsize_t(i);
+        rc = loc == NULL ? -1 : sink_call(st, m, c, loc);
+        Py_XDECREF(loc);
+    } else {
+        rc = sink_call(st, m, c, key);
+    }
+    if (rc == 0 && mutate) rc = sink_call(st, 4, c, NULL);
+    Py_DECREF(st);
+    return rc;
+}
+
+static int proxy_native_key(ItemProxy *self, PyObject *key) {
+    /* None is the reference's "no location" (it records nothing for it). */
+    if (PyDict_CheckExact(self->c)) return !PySlice_Check(key) && key != Py_None;
+    return PyLong_CheckExact(key);
+}
+
+static PyObject *ItemProxy_subscript(ItemProxy *self, PyObject *key) {
+    if (!proxy_native_key(self, key)) {
+        PyObject *ref = proxy_reference(self);
+        if (ref == NULL) return NULL;
+        PyObject *v = PyObject_GetItem(ref, key);
+        Py_DECREF(ref);
+        return v;
+    }
+    Py_ssize_t i = PyList_CheckExact(self->c) ? list_index(self->c, key) : 0;
+    PyObject *value = PyObject_GetItem(self->c, key);
+    if (value == NULL) return NULL;
+    if (i >= 0 && record_item(self->c, key, i, 2, 0) < 0) Py_CLEAR(value);
+    return value;
+}
+
+static int ItemProxy_ass_subscript(ItemProxy *self, PyObject *key, PyObject *value) {
+    if (!proxy_native_key(self, key)) {
+        PyObject *ref = proxy_reference(self);
+        if (ref == NULL) return -1;
+        int rc = value == NULL ? PyObject_DelItem(ref, key) : PyObject_SetItem(ref, key, value);
+        Py_DECREF(ref);
+        return rc;
+    }
+    int is_list = PyList_CheckExact(self->c);
+    Py_ssize_t i = 0;
+    if (value == NULL) {
+        if (is_list) i = list_index(self->c, key); /* the element it deletes */
+        if (PyObject_DelItem(self->c, key) < 0) return -1;
+    } else {
+        if (PyObject_SetItem(self->c, key, value) < 0) return -1;
+        if (is_list) i = list_index(self->c, key); /* it succeeded: in range */
+    }
+    if (i < 0) return 0;
+    return record_item(self->c, key, i, 3, 1);
+}
+
+static int ItemProxy_traverse(ItemProxy *self, visitproc visit, void *arg) {
+    Py_VISIT(self->c);
+    Py_VISIT(self->hooks);
+    return 0;
+}
+
+static int ItemProxy_clear(ItemProxy *self) {
+    Py_CLEAR(self->c);
+    Py_CLEAR(self->hooks);
+    return 0;
+}
+
+static void ItemProxy_dealloc(ItemProxy *self) {
+    PyObject_GC_UnTrack(self);
+    ItemProxy_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *ItemProxy_repr(ItemProxy *self) { return PyObject_Repr(self->c); }
+
+static PyMappingMethods ItemProxy_mapping = {
+    .mp_subscript = (binaryfunc)ItemProxy_subscript,
+    .mp_ass_subscript = (objobjargproc)ItemProxy_ass_subscript,
+};
+
+static PyTypeObject ItemProxy_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "racecheck.engine._native.ItemProxy",
+    .tp_basicsize = sizeof(ItemProxy),
+    .tp_dealloc = (destructor)ItemProxy_dealloc,
+    .tp_repr = (reprfunc)ItemProxy_repr,
+    .tp_as_mapping = &ItemProxy_mapping,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A subscript target on an exact dict or list, recorded (see si).",
+    .tp_traverse = (traverseproc)ItemProxy_traverse,
+    .tp_clear = (inquiry)ItemProxy_clear,
+};
+
+/* Subscript store/del/augmented target (hooks.ModuleHooks.si). */
+static PyObject *Hooks_si(Hooks *self, PyObject *const *a, Py_ssize_t nargs) {
+    HOOK_NARGS(1, "si");
+    PyObject *c = a[0];
+    PyObject *st = state_get();
+    if (st == NULL) return Py_NewRef(c);
+    Py_DECREF(st);
+    if (PyDict_CheckExact(c) || PyList_CheckExact(c)) {
+        ItemProxy *p = PyObject_GC_New(ItemProxy, &ItemProxy_Type);
+        if (p == NULL) return NULL;
+        p->c = Py_NewRef(c);
+        p->hooks = Py_NewRef((PyObject *)self);
+        PyObject_GC_Track(p);
+        return (PyObject *)p;
+    }
+    PyObject *args[2] = {(PyObject *)self, c};
+    return PyObject_Vectorcall(py_si, args, 2, NULL);
+}
+
 static void Hooks_dealloc(Hooks *self) {
     PyObject_GC_UnTrack(self);
     if (self->weakreflist != NULL) PyObject_ClearWeakRefs((PyObject *)self);
@@ -510,6 +797,8 @@ static PyMethodDef Hooks_methods[] = {
     HOOK_METHOD(wcv, "wcv(value, scope, name): (name := value) on a cell; returns value."),
     HOOK_METHOD(gi, "gi(c, key): c[key] (load), recorded."),
     HOOK_METHOD(it, "it(c): c is about to be iterated; returns c."),
+    HOOK_METHOD(gm, "gm(obj, name): obj.name for a container method name, recorded."),
+    HOOK_METHOD(si, "si(c): a subscript target; a recording proxy for dicts and lists."),
     {NULL}};
 
 static PyMemberDef Hooks_members[] = {
@@ -531,7 +820,9 @@ static PyTypeObject Hooks_Type = {
 };
 
 static int hooks_module_init(PyObject *m) {
-    if (PyType_Ready(&Hooks_Type) < 0) return -1;
+    if (PyType_Ready(&Hooks_Type) < 0 || PyType_Ready(&Recorder_Type) < 0 ||
+        PyType_Ready(&ItemProxy_Type) < 0)
+        return -1;
     if (PyModule_AddObjectRef(m, "Hooks", (PyObject *)&Hooks_Type) < 0) return -1;
     if (op_codes[0] == NULL) {
         static const char *names[6] = {"read_attr", "write_attr", "read_item",

@@ -1,12 +1,11 @@
 """Which engine core runs.
 
-The pure-Python reference core is the default.  The native core
-(``RACECHECK_CORE=native``, which requires the extension and fails clearly without it)
-passes the same engine suite and the differential test, but it is opt-in for now: it
-is not yet faster on whole programs (the Python hooks and the Python slow path dominate,
-bench/README.md), and it crashed when a program's own profiler re-entered the engine
-during a thread's teardown (see the issue 6 notes).  ``RACECHECK_CORE=auto`` picks the
-native core when it is built."""
+The native core (racecheck/engine/_native.c, with the C hooks of _native_hooks.c) is the
+default wherever the extension was built; the pure-Python reference core is the
+fallback without a compiler, and ``RACECHECK_CORE=python`` forces it (and the
+pure-Python hooks with it).  Both pass the same engine suite and the differential test
+(tests/engine/test_engine_differential.py); ``RACECHECK_CORE=native`` fails clearly
+when the extension is missing instead of falling back."""
 
 from __future__ import annotations
 
@@ -32,9 +31,9 @@ def native_class() -> type[Detector] | None:
 
 
 def detector_class() -> type[Detector]:
-    """The detector class ``RACECHECK_CORE`` (default: python) selects."""
-    want = os.environ.get(_ENV, "").strip().lower()
-    if want in ("", "python"):
+    """The detector class ``RACECHECK_CORE`` (default: native when built) selects."""
+    want = os.environ.get(_ENV, "").strip().lower() or "auto"
+    if want == "python":
         return Detector
     if want not in ("native", "auto"):
         raise CoreUnavailableError(f"{_ENV} must be 'native' or 'python', not {want!r}")

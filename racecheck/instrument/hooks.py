@@ -828,7 +828,7 @@ def _find_module(g: dict[str, Any]) -> object:
 class _HookMethods:
     """Every hook, in Python: the reference implementation.  :class:`PyModuleHooks` is
     exactly this; :class:`NativeModuleHooks` takes the hottest ones (``rd``, ``rd2``,
-    ``sw``, ``aw``, globals, cells, ``gi``, ``it``) from C (engine/_native_hooks.c), which defers
+    ``sw``, ``aw``, globals, cells, ``gi``, ``it``, ``gm``, ``si``) from C (engine/_native_hooks.c), which defers
     back to these for every case it does not handle itself."""
 
     __slots__ = ()
@@ -1258,7 +1258,16 @@ if _native is not None:
                 module = _find_module(_getframe(1).f_globals)
             self.module = module
 
-    _native.hooks_configure(_decide, _attr_slow, _HookMethods.gi, _HookMethods.it)
+    _native.hooks_configure(
+        _decide,
+        _attr_slow,
+        _HookMethods.gi,
+        _HookMethods.it,
+        _HookMethods.gm,
+        _HookMethods.si,
+        CONTAINER_METHODS,
+        deque,
+    )
     ModuleHooks = NativeModuleHooks
 else:
     ModuleHooks = PyModuleHooks

@@ -60,6 +60,19 @@ class RecordingSink:
         return [(op, key) for op, o, key, _line in self.take() if o is obj]
 
 
+_HOOK_CLASSES = [pytest.param(hooks.PyModuleHooks, id="pyhooks")]
+if getattr(hooks, "NativeModuleHooks", None) is not None:
+    _HOOK_CLASSES.append(pytest.param(hooks.NativeModuleHooks, id="chooks"))
+
+
+@pytest.fixture(autouse=True, params=_HOOK_CLASSES)
+def hook_class(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every instrument test runs against both hook implementations: the pure-Python
+    reference and the C hooks (when built), so they must record the same calls."""
+    monkeypatch.setattr(hooks, "ModuleHooks", request.param)
+    return request.param
+
+
 @pytest.fixture
 def sink():
     recorder = RecordingSink()

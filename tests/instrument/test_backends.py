@@ -266,6 +266,7 @@ def test_sysmon_disables_call_sites_that_never_call_locks(
         return real(code, offset, func, arg0)
 
     monkeypatch.setattr(sysmon, "_on_call", counting)
+    sys.monitoring.restart_events()  # sites an earlier test (or parametrisation) disabled
     b = sysmon.SysMonitoringBackend()
     b.start()
     try:
