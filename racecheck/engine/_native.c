@@ -257,6 +257,39 @@ static PyObject *TState_join(TState *self, PyObject *seq) {
     Py_RETURN_NONE;
 }
 
+/* publish's snapshot: our clock joined with `other` (None or a tuple of ints) as a new
+ * tuple; the clock itself is unchanged (the caller ticks it). */
+static PyObject *TState_snapshot(TState *self, PyObject *other) {
+    Py_ssize_t n = self->vc->n, m = 0;
+    if (other != Py_None) {
+        if (!PyTuple_Check(other)) {
+            PyErr_SetString(PyExc_TypeError, "snapshot(other): a tuple of ints or None");
+            return NULL;
+        }
+        m = PyTuple_GET_SIZE(other);
+    }
+    PyObject *out = PyTuple_New(n > m ? n : m);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < (n > m ? n : m); i++) {
+        long long c = i < n ? self->vc->v[i] : 0;
+        if (i < m) {
+            long long o = PyLong_AsLongLong(PyTuple_GET_ITEM(other, i));
+            if (o == -1 && PyErr_Occurred()) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            if (o > c) c = o;
+        }
+        PyObject *item = PyLong_FromLongLong(c);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
 static PyObject *TState_get_epoch(TState *self, void *Py_UNUSED(c)) {
     return PyLong_FromLongLong(self->epoch);
 }
@@ -275,6 +308,8 @@ static int TState_set_busy(TState *self, PyObject *v, void *Py_UNUSED(c)) {
 static PyMethodDef TState_methods[] = {
     {"tick", (PyCFunction)TState_tick, METH_NOARGS, "Advance the own clock entry."},
     {"join", (PyCFunction)TState_join, METH_O, "Join a clock (sequence of ints) into ours."},
+    {"snapshot", (PyCFunction)TState_snapshot, METH_O,
+     "snapshot(other): our clock joined with other (a tuple, or None) as a tuple."},
     {NULL}};
 
 static PyMemberDef TState_members[] = {

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from racecheck.engine import _native  # type: ignore[attr-defined]
+from racecheck.engine.clock import Token
 from racecheck.engine.detector import _AUDIT, _OP_CLASS, Detector
 
 _apply = _native.apply
@@ -49,6 +50,13 @@ class NativeDetector(Detector):
 
     def _tick(self, ts: Any) -> None:
         ts.tick()
+
+    def publish(self, into: object | None = None) -> object:
+        """As the reference's, with the snapshot and join taken in C."""
+        ts: Any = self._current()
+        token = Token(ts.snapshot(into.vc if isinstance(into, Token) and into.vc else None))
+        ts.tick()
+        return token
 
     def audit(self, obj: object, op: str, what: str, depth: int = 1) -> None:
         cls = _OP_CLASS.get(op)

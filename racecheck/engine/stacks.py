@@ -77,7 +77,7 @@ def to_frames(flat: FlatStack) -> Stack:
     return tuple(frames)
 
 
-def _line_of(code: CodeType, lasti: int) -> int:
+def line_of(code: CodeType, lasti: int) -> int:
     for start, end, line in code.co_lines():
         if start <= lasti < end:
             return line if line is not None else code.co_firstlineno
@@ -90,7 +90,7 @@ def resolve(stored: tuple[object, ...]) -> FlatStack:
     for i in range(0, len(stored), 2):
         code: Any = stored[i]
         out.append(code.co_filename)
-        out.append(_line_of(code, int(stored[i + 1])))  # type: ignore[call-overload]
+        out.append(line_of(code, int(stored[i + 1])))  # type: ignore[call-overload]
         out.append(code.co_name)
     return tuple(out)
 

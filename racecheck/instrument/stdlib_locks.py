@@ -48,23 +48,6 @@ __all__ = [
 _RawLockType, _RawRLockType = RAW_LOCK_TYPES
 
 
-def _site_depth(depth: int) -> int:
-    """``depth`` moved outwards past frames of contract-modelled modules (Condition's
-    ``__enter__``/``wait`` calling our methods), so lock-order stacks start at the user's
-    line.  Unchanged when no user frame is found."""
-    try:
-        frame: Any = sys._getframe(depth + 1)
-    except ValueError:
-        return depth
-    extra = 0
-    while frame is not None:
-        if not is_internal_file(frame.f_code.co_filename):
-            return depth + extra
-        frame = frame.f_back
-        extra += 1
-    return depth
-
-
 def _repr_of(wrapper: object, raw: object) -> str:
     """The raw lock's repr (``<locked _thread.lock object at 0x...>``) with the
     wrapper's address, so it matches the ``id()`` reports show."""
@@ -137,11 +120,9 @@ class ObservedLock(_Observed):
     def _took(self, blocking: bool, depth: int) -> None:
         """After a successful acquire by the calling thread."""
         if events._hb is not None:
-            with self._guard:
-                token = self._token
-            events.consume(token)
+            events.consume(self._token)  # one attribute read: atomic, no guard needed
         if events._locks is not None:
-            events.lock_acquired(self, blocking, _site_depth(depth + 1))
+            events.lock_acquired(self, blocking, depth + 1)
 
     def _giving_back(self) -> None:
         """Just before the release (only if the lock is held: a failing release must
@@ -182,7 +163,7 @@ class ObservedRLock(_Observed):
         if events._hb is not None:
             events.consume(self._token)
         if events._locks is not None:
-            events.lock_acquired(self, blocking, _site_depth(depth + 1))
+            events.lock_acquired(self, blocking, depth + 1)
 
     def _giving_back(self) -> None:
         if not self._raw._is_owned():

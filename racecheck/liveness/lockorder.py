@@ -37,6 +37,8 @@ from typing import Any
 
 from racecheck._frames import user_frames
 from racecheck._rawsync import allocate_lock, get_ident
+from racecheck.engine.stacks import line_of
+from racecheck.instrument.stdlib_common import is_internal_file
 from racecheck.liveness.leaks import stack_from_site
 from racecheck.report.findings import InversionFinding, LockOrderEdge, ThreadInfo
 from racecheck.sync import events
@@ -49,14 +51,51 @@ _MAX_SAMPLES = 4  # per edge: one (thread, stacks) sample for each of the first 
 
 
 def _capture(depth: int, limit: int = 8) -> Site:
-    """The user's stack ``depth`` frames above the caller, as reports show it."""
+    """The user's stack ``depth`` frames above the caller, as reports show it: it starts
+    past racecheck's frames and those of contract-modelled stdlib modules (a
+    ``Condition``'s ``__enter__`` taking its lock), at the user's line."""
     try:
         frame: Any = sys._getframe(depth + 1)
     except ValueError:
         return ()
+    while frame is not None and is_internal_file(frame.f_code.co_filename):
+        frame = frame.f_back
     return tuple(
         (f.f_code.co_filename, f.f_lineno, f.f_code.co_name) for f in user_frames(frame, limit)
     )
+
+
+class _LazySite:
+    """Where a lock was taken while the thread held no other: the user's frame as
+    ``(code, f_lasti)``, turned into a :data:`Site` only if a later acquisition makes an
+    edge out of this lock (rare), so the common one-lock-at-a-time case computes no line
+    number and walks no stack."""
+
+    __slots__ = ("code", "lasti")
+
+    def __init__(self, code: Any, lasti: int) -> None:
+        self.code = code
+        self.lasti = lasti
+
+    def resolve(self) -> Site:
+        code = self.code
+        return ((code.co_filename, line_of(code, self.lasti), code.co_name),)
+
+
+def _lazy_site(depth: int) -> Site | _LazySite:
+    """The first user frame from ``depth`` frames above the caller (as :func:`_capture`
+    finds it), unresolved."""
+    try:
+        frame: Any = sys._getframe(depth + 1)
+    except ValueError:
+        return ()
+    while frame is not None and is_internal_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    return () if frame is None else _LazySite(frame.f_code, frame.f_lasti)
+
+
+def _resolved(site: Site | _LazySite) -> Site:
+    return site.resolve() if isinstance(site, _LazySite) else site
 
 
 @dataclass
@@ -67,10 +106,10 @@ class _Node:
     ref: weakref.ref[Any] | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Held:
     serial: int
-    site: Site
+    site: Site | _LazySite
     count: int = 1
 
 
@@ -98,6 +137,9 @@ class _PerThread(_thread._local):
         self.held: list[_Held] = []
         self.serial = 0
         self.busy = False
+        # Guards ``held``: its own thread changes it without the checker's lock (the
+        # fast paths), another thread only to drop a Lock it released for this one.
+        self.mutex = allocate_lock()
 
 
 class LockOrderChecker:
@@ -144,6 +186,25 @@ class LockOrderChecker:
 
     def lock_acquired(self, lock: object, blocking: bool, depth: int) -> None:
         state = self._local
+        held = state.held
+        if not held and state.serial and not state.busy and not self._dead:
+            # Fast path: with no other lock held this acquisition makes no edge, so only
+            # the held stack changes (thread-local); the node already exists.  A
+            # lock-free dict read: nodes are immutable once published.  Nothing here
+            # holds a lock while it allocates, so a finaliser re-entering is harmless.
+            node = self._nodes.get(id(lock))
+            if node is not None and node.ref is not None and node.ref() is lock:
+                frame = sys._getframe(depth + 1)
+                code = frame.f_code
+                if is_internal_file(code.co_filename):
+                    site: Site | _LazySite = _lazy_site(depth + 1)
+                else:
+                    site = _LazySite(code, frame.f_lasti)
+                del frame
+                entry = _Held(node.serial, site)
+                with state.mutex:
+                    held.append(entry)
+                return
         if state.busy:
             return  # re-entered (e.g. from a finaliser run by a collection inside ours)
         state.busy = True
@@ -151,7 +212,7 @@ class LockOrderChecker:
             # The full stack matters when this acquisition can make an edge (another lock
             # is held); as the outer lock of a later edge, its innermost frame names the
             # place well enough, and the common case (one lock at a time) stays cheap.
-            site = _capture(depth + 1, 8 if state.held else 1)
+            site = _capture(depth + 1, 8) if held else _lazy_site(depth + 1)
             with self._lock:
                 cycles = self._acquired(state, lock, blocking, site)
             for cycle in cycles:
@@ -163,17 +224,29 @@ class LockOrderChecker:
         state = self._local
         if state.busy:
             return
+        node = self._nodes.get(id(lock))  # lock-free read, as above
+        if node is None:
+            return
+        serial = node.serial
+        held = state.held
+        with state.mutex:  # no allocation inside: nothing can re-enter
+            if held:
+                top = held[-1]
+                if top.serial == serial:  # released in LIFO order: the common case
+                    top.count -= 1
+                    if top.count == 0:
+                        held.pop()
+                    return
+                if _drop(held, serial):
+                    return
         state.busy = True
         try:
             with self._lock:
-                node = self._nodes.get(id(lock))
-                if node is None:
-                    return
-                if not _drop(state.held, node.serial):
-                    # Released by another thread than the one that took it (a Lock used
-                    # as a signal): it is no longer held by its owner either.
-                    for other in self._states.values():
-                        if _drop(other.held, node.serial):
+                # Released by another thread than the one that took it (a Lock used
+                # as a signal): it is no longer held by its owner either.
+                for other in self._states.values():
+                    with other.mutex:
+                        if _drop(other.held, serial):
                             break
         finally:
             state.busy = False
@@ -188,7 +261,7 @@ class LockOrderChecker:
         return state.serial
 
     def _acquired(
-        self, state: _PerThread, lock: object, blocking: bool, site: Site
+        self, state: _PerThread, lock: object, blocking: bool, site: Site | _LazySite
     ) -> list[list[tuple[str, str, _Sample]]]:
         self._drain_dead()
         thread_serial = self._thread_state(state)
@@ -215,10 +288,13 @@ class LockOrderChecker:
                 if thread_serial not in edge.samples and len(edge.samples) < _MAX_SAMPLES:
                     if info is None:
                         info = _current_thread_info(thread_serial)
-                    edge.samples[thread_serial] = _Sample(info, entry.site, site)
+                    edge.samples[thread_serial] = _Sample(
+                        info, _resolved(entry.site), _resolved(site)
+                    )
                 if is_new:
                     changed.append(edge)
-        held.append(_Held(node.serial, site))
+        with state.mutex:
+            held.append(_Held(node.serial, site))
         cycles: list[list[tuple[str, str, _Sample]]] = []
         for edge in changed:
             cycle = self._reportable_cycle(edge)
