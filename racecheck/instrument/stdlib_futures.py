@@ -15,14 +15,14 @@ across threads, by contract.
 
 from __future__ import annotations
 
-import asyncio.base_events
 import concurrent.futures
 import concurrent.futures._base as futures_base
-import multiprocessing.pool as mp_pool
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import ModuleType
 from typing import Any
 
+from racecheck.instrument import postimport
 from racecheck.instrument.stdlib_common import ObjectTokens, Patcher
 from racecheck.sync import events
 
@@ -137,8 +137,10 @@ def _wait(fs: Any, timeout: float | None = None, return_when: str = "ALL_COMPLET
 
 # --- asyncio across threads ---------------------------------------------------------------
 
-_Loop = asyncio.base_events.BaseEventLoop
-_orig_call_soon_threadsafe = _Loop.call_soon_threadsafe
+# asyncio and multiprocessing.pool are patched when the program imports them (see
+# racecheck.instrument.postimport): most programs never do, and importing them costs
+# ~45 ms at start.  The originals are bound then.
+_orig_call_soon_threadsafe: Any = None
 
 
 class _Handoff:
@@ -166,16 +168,13 @@ def _call_soon_threadsafe(self: Any, callback: Any, *args: Any, context: Any = N
 
 # --- multiprocessing.pool.ThreadPool results -------------------------------------------
 
-_AR: Any = mp_pool.ApplyResult
-_MR: Any = mp_pool.MapResult
-_IM: Any = mp_pool.IMapIterator
-_orig_ar_set = _AR._set
-_orig_mr_set = _MR._set
-_orig_im_set = _IM._set
-_orig_ar_get = _AR.get
-_orig_ar_wait = _AR.wait
-_orig_ar_ready = _AR.ready
-_orig_im_next = _IM.next
+_orig_ar_set: Any = None
+_orig_mr_set: Any = None
+_orig_im_set: Any = None
+_orig_ar_get: Any = None
+_orig_ar_wait: Any = None
+_orig_ar_ready: Any = None
+_orig_im_next: Any = None
 
 
 def _ar_set(self: Any, *args: Any) -> None:
@@ -234,18 +233,40 @@ def install_futures() -> None:
     for module in (futures_base, concurrent.futures):
         p.patch(module, "as_completed", _as_completed)
         p.patch(module, "wait", _wait)
-    p.patch(_Loop, "call_soon_threadsafe", _call_soon_threadsafe)
-    p.patch(_AR, "_set", _ar_set)
-    p.patch(_MR, "_set", _mr_set)
-    p.patch(_IM, "_set", _im_set)
-    p.patch(_AR, "get", _ar_get)
-    p.patch(_AR, "wait", _ar_wait)
-    p.patch(_AR, "ready", _ar_ready)
-    p.patch(_IM, "next", _im_next)
-    p.patch(_IM, "__next__", _im_next)
+    postimport.when_imported("asyncio.base_events", _patch_asyncio)
+    postimport.when_imported("multiprocessing.pool", _patch_mp_pool)
+
+
+def _patch_asyncio(module: ModuleType) -> None:
+    global _orig_call_soon_threadsafe
+    loop: Any = module.BaseEventLoop
+    _orig_call_soon_threadsafe = loop.call_soon_threadsafe
+    _patcher.patch(loop, "call_soon_threadsafe", _call_soon_threadsafe)
+
+
+def _patch_mp_pool(module: ModuleType) -> None:
+    global _orig_ar_set, _orig_mr_set, _orig_im_set, _orig_ar_get, _orig_ar_wait
+    global _orig_ar_ready, _orig_im_next
+    ar: Any = module.ApplyResult
+    mr: Any = module.MapResult
+    im: Any = module.IMapIterator
+    _orig_ar_set, _orig_mr_set, _orig_im_set = ar._set, mr._set, im._set
+    _orig_ar_get, _orig_ar_wait, _orig_ar_ready = ar.get, ar.wait, ar.ready
+    _orig_im_next = im.next
+    p = _patcher
+    p.patch(ar, "_set", _ar_set)
+    p.patch(mr, "_set", _mr_set)
+    p.patch(im, "_set", _im_set)
+    p.patch(ar, "get", _ar_get)
+    p.patch(ar, "wait", _ar_wait)
+    p.patch(ar, "ready", _ar_ready)
+    p.patch(im, "next", _im_next)
+    p.patch(im, "__next__", _im_next)
 
 
 def uninstall_futures() -> None:
+    postimport.cancel(_patch_asyncio)
+    postimport.cancel(_patch_mp_pool)
     _patcher.restore()
     _tokens.clear()
 

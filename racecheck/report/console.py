@@ -10,10 +10,10 @@ the program's.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import sys
+import zlib
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -59,8 +59,7 @@ _THREAD_COLOURS = (
 def thread_colour(thread: ThreadInfo) -> str:
     """A colour chosen from the thread's name alone, so the same thread has the same
     colour in every report of the run (and of the next run)."""
-    digest = hashlib.blake2b(thread_label(thread).encode(), digest_size=2).digest()
-    return _THREAD_COLOURS[int.from_bytes(digest, "big") % len(_THREAD_COLOURS)]
+    return _THREAD_COLOURS[zlib.crc32(thread_label(thread).encode()) % len(_THREAD_COLOURS)]
 
 
 def wants_colour(color: str, stream: TextIO) -> bool:
@@ -235,15 +234,17 @@ class Reporter:
             self._write("\n".join(lines) + "\n")
 
     def write_reports(self, findings: Sequence[Finding]) -> None:
-        """Write every ``--report FORMAT:PATH`` file."""
-        from racecheck.report.json import write_report
-        from racecheck.report.sarif import write_sarif
-
+        """Write every ``--report FORMAT:PATH`` file (the writers are imported only when
+        a report is asked for: they cost start-up or exit time otherwise)."""
         for fmt, path in self.options.reports:
             try:
                 if fmt == "json":
+                    from racecheck.report.json import write_report
+
                     write_report(findings, path)
                 elif fmt == "sarif":
+                    from racecheck.report.sarif import write_sarif
+
                     write_sarif(findings, path, strip_path_prefix=self.options.strip_path_prefix)
             except OSError as exc:  # checked at start-up; the disk can still fill up
                 self._write(f"racecheck: cannot write {fmt} report {path}: {exc.strerror or exc}\n")
