@@ -134,6 +134,10 @@ class _ThreadState:
         self.lease: _Lease | None = None
 
 
+_METAS_MAX = 1 << 16
+"""Interned metas kept at most (see ``_slow``)."""
+
+
 class _Lease:
     """A live thread's hold on its slot.  Freed by ``end()``, or, for a thread that
     never reported its end, when its thread-local state dies with the thread (the
@@ -218,6 +222,7 @@ class Detector:
         self._objs = self._shadow.objs
         self._stripes = [allocate_lock() for _ in range(64)]
         self._stacks = StackTable(history_capacity(history_size))
+        self._metas: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._depth = max(1, stack_depth)
         self._reg = _thread.RLock()
         self._owner = object()
@@ -588,6 +593,12 @@ class Detector:
             if cell is not None and self._same_epoch_rule(cell, cls, ts):
                 return  # e.g. tuple keys and audits, which the inline fast paths skip
             meta = (op, self._stacks.intern_frame(frame, self._depth), ts.rec)
+            # One tuple per (op, stack, thread) however many locations store it: a
+            # program touches many locations from few sites (64 bytes per stored access).
+            metas = self._metas
+            meta = metas.setdefault(meta, meta)
+            if len(metas) > _METAS_MAX:
+                metas.clear()  # only sharing is lost, never a meta
             prevs = self._update(obj, sh, ns, key, cell, cls, ts, meta)
         finally:
             ts.busy = False
