@@ -825,6 +825,86 @@ static Cell *cell_in(PyObject *owner, PyObject **field, PyObject *key) {
     return (Cell *)cell;
 }
 
+/* A dict field of a Shadow (attrs/items), created if absent; new reference. */
+static PyObject *shadow_dict(Shadow *sh, PyObject **slot) {
+    PyObject *d = field_ref((PyObject *)sh, slot);
+    if (d != NULL) return d;
+    PyObject *fresh = PyDict_New();
+    if (fresh == NULL) return NULL;
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(sh);
+#endif
+    if (*slot == NULL || *slot == Py_None) {
+        Py_XSETREF(*slot, Py_NewRef(fresh));
+        d = fresh;
+    } else {
+        d = Py_NewRef(*slot);
+        Py_DECREF(fresh);
+    }
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    return d;
+}
+
+/* cell_for(shadow, ns, key): the cell of a location, created if absent, atomically (a
+ * new Cell is built first, then stored with one setdefault: a collection triggered by
+ * the allocation cannot interleave with the store).  For attributes, items whose key is
+ * an exact str or int, the whole object (ns 2) and primitive audits (ns 3); other item
+ * keys need the reference's identity keys (detector._cell_locked). */
+static PyObject *py_cell_for(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &Shadow_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cell_for(shadow, ns, key)");
+        return NULL;
+    }
+    Shadow *sh = (Shadow *)args[0];
+    long ns = PyLong_AsLong(args[1]);
+    PyObject *key = args[2];
+    if (ns == -1 && PyErr_Occurred()) return NULL;
+    if (ns == NS_ATTR || ns == NS_ITEM) {
+        if (ns == NS_ATTR ? !PyUnicode_CheckExact(key)
+                          : !(PyUnicode_CheckExact(key) || PyLong_CheckExact(key))) {
+            PyErr_SetString(PyExc_TypeError, "cell_for: attribute names are str, item keys str/int");
+            return NULL;
+        }
+        PyObject *d = shadow_dict(sh, ns == NS_ATTR ? &sh->attrs : &sh->items);
+        if (d == NULL) return NULL;
+        PyObject *fresh = Cell_new(&Cell_Type, NULL, NULL);
+        if (fresh == NULL) {
+            Py_DECREF(d);
+            return NULL;
+        }
+        PyObject *cell = PyDict_SetDefault(d, key, fresh); /* borrowed */
+        Py_XINCREF(cell);
+        Py_DECREF(fresh);
+        Py_DECREF(d);
+        return cell;
+    }
+    if (ns != NS_WHOLE && ns != 3) {
+        PyErr_SetString(PyExc_ValueError, "cell_for: ns is 0..3");
+        return NULL;
+    }
+    PyObject **slot = ns == NS_WHOLE ? &sh->whole : &sh->audit;
+    PyObject *cell = field_ref((PyObject *)sh, slot);
+    if (cell != NULL) return cell;
+    PyObject *fresh = Cell_new(&Cell_Type, NULL, NULL);
+    if (fresh == NULL) return NULL;
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(sh);
+#endif
+    if (*slot == NULL || *slot == Py_None) {
+        Py_XSETREF(*slot, Py_NewRef(fresh));
+        cell = fresh;
+    } else {
+        cell = Py_NewRef(*slot);
+        Py_DECREF(fresh);
+    }
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    return cell;
+}
+
 static PyObject *go_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject *key, int cls,
                          PyObject *op, PyObject *frame) {
     if (frame == NULL) { /* called from a C hook: the user's frame is the current one */
@@ -976,6 +1056,8 @@ static PyMethodDef module_methods[] = {
      "apply(cell, cls, ts, meta) -> list of racing metas or None: FastTrack for one access."},
     {"same_epoch", (PyCFunction)(void (*)(void))py_same_epoch, METH_FASTCALL,
      "same_epoch(cell, cls, ts) -> bool: the access is redundant in this epoch."},
+    {"cell_for", (PyCFunction)(void (*)(void))py_cell_for, METH_FASTCALL,
+     "cell_for(shadow, ns, key): the location's Cell, created atomically if absent."},
     {"hooks_install", (PyCFunction)(void (*)(void))py_hooks_install, METH_FASTCALL,
      "hooks_install(sink, core): route the C hooks' accesses to sink (None: stop); "
      "core is sink's _native.Core, called directly, or None."},

@@ -205,6 +205,39 @@ static PyObject *ShadowMap_pop(ShadowMap *m, PyObject *const *a, Py_ssize_t narg
     return NULL;
 }
 
+/* setdefault(id, shadow): the stored shadow (new reference), inserting `shadow` if the
+ * id had none: one atomic step, so two threads shadowing the same new object agree. */
+static PyObject *ShadowMap_setdefault(ShadowMap *m, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "setdefault(id, shadow)");
+        return NULL;
+    }
+    void *key;
+    if (map_key(a[0], &key) < 0) return NULL;
+    PyObject *v = a[1], *out;
+    Py_INCREF(v); /* the table's reference, if stored */
+    MAP_LOCK(m);
+    if ((m->used + 1) * 2 > m->mask + 1 && map_grow_locked(m) < 0) {
+        MAP_UNLOCK(m);
+        Py_DECREF(v);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t i = map_find(m, key);
+    if (m->table[i].key == NULL) {
+        m->table[i].key = key;
+        m->table[i].value = v;
+        m->used++;
+        out = v;
+        v = NULL;
+    } else {
+        out = m->table[i].value;
+    }
+    Py_INCREF(out);
+    MAP_UNLOCK(m);
+    Py_XDECREF(v);
+    return out;
+}
+
 static PyObject *map_snapshot(ShadowMap *m, int what) {
     /* what: 0 values, 1 items, 2 keys.  Collect new references under the lock into a
      * C array, build the list outside it. */
@@ -324,6 +357,8 @@ static PySequenceMethods ShadowMap_sequence = {
 static PyMethodDef ShadowMap_methods[] = {
     {"get", (PyCFunction)(void (*)(void))ShadowMap_get, METH_FASTCALL, "get(id[, default])"},
     {"pop", (PyCFunction)(void (*)(void))ShadowMap_pop, METH_FASTCALL, "pop(id[, default])"},
+    {"setdefault", (PyCFunction)(void (*)(void))ShadowMap_setdefault, METH_FASTCALL,
+     "setdefault(id, shadow): the stored shadow, inserting this one if none."},
     {"values", (PyCFunction)ShadowMap_values, METH_NOARGS, "A list of the shadows."},
     {"items", (PyCFunction)ShadowMap_items, METH_NOARGS, "A list of (id, shadow)."},
     {"keys", (PyCFunction)ShadowMap_keys, METH_NOARGS, "A list of the ids."},

@@ -17,10 +17,11 @@ from typing import Any
 
 from racecheck.engine import _native  # type: ignore[attr-defined]
 from racecheck.engine.clock import Token
-from racecheck.engine.detector import _AUDIT, _OP_CLASS, Detector
+from racecheck.engine.detector import _AUDIT, _ITEM, _OP_CLASS, Detector
 
 _apply = _native.apply
 _same_epoch = _native.same_epoch
+_cell_for = _native.cell_for
 
 
 class NativeDetector(Detector):
@@ -85,10 +86,16 @@ class NativeDetector(Detector):
         ts: Any,
         meta: Any,
     ) -> list[Any] | None:
-        """Only creating the cell takes the stripe lock: the C apply locks the cell's own
-        stripe itself."""
+        """No Python lock: the cell is created atomically in C (``cell_for``) except for
+        item keys that need identity keys (the reference's locked path), and the C apply
+        locks the cell's own stripe itself.  (A Python lock held across Python code is a
+        place where the GIL can change hands while others wait on it: every thread of
+        an object-creating program would queue there.)"""
         if cell is None:
-            with self._stripes[(id(obj) >> 4) & 63]:
-                cell = self._cell_locked(sh, ns, key)
+            if ns != _ITEM or type(key) is str or type(key) is int:
+                cell = _cell_for(sh, ns, key)
+            else:
+                with self._stripes[(id(obj) >> 4) & 63]:
+                    cell = self._cell_locked(sh, ns, key)
         result: list[Any] | None = _apply(cell, cls, ts, meta)
         return result

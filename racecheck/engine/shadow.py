@@ -245,24 +245,31 @@ class ShadowTable:
         if weak is None:
             weak = tp.__weakrefoffset__ != 0
             self._weakrefable[tp] = weak
-        with self._lock:
-            sh = self.objs.get(key)
-            if sh is not None:
-                return sh
-            if weak:
-                try:
-                    ref = _ShadowRef(obj, self._dead_cb)
-                except TypeError:
-                    weak = False
-                else:
-                    ref.key = key
-                    new.ref = ref
-            if not weak:
-                new.strong = obj
-                self._strong[key] = new
-            self.objs[key] = new
-            released = self._sweep_locked() if len(self._strong) >= self._sweep_at else None
-        del released  # outside the lock: see _sweep_locked
+        if weak:
+            # Lock-free: one atomic setdefault decides which of two racing creators'
+            # shadow is kept (the loser's weakref dies before the object: no callback).
+            # No lock held across Python code here: see NativeDetector._update.
+            try:
+                ref = _ShadowRef(obj, self._dead_cb)
+            except TypeError:
+                pass
+            else:
+                ref.key = key
+                new.ref = ref
+                found: ObjShadow = self.objs.setdefault(key, new)
+                return found
+        # Not weakly referenceable (lists, dicts, sets...): held, and swept when only the
+        # shadow holds it.  Also lock-free: the setdefault decides, then the entry joins
+        # the sweep's table (a sweep running in between just sees it next time; its id
+        # cannot be reused meanwhile, the shadow holds the object).
+        new.strong = obj
+        found = self.objs.setdefault(key, new)
+        if found is not new:
+            new.strong = None
+            return found
+        self._strong[key] = new
+        if len(self._strong) >= self._sweep_at:
+            self.sweep()
         return new
 
     def _dead(self, ref: _ShadowRef) -> None:

@@ -40,12 +40,13 @@ _patcher = Patcher()
 
 
 def _table(q: Any, create: bool) -> dict[int, list[Any]] | None:
-    """The pending table of ``q`` (call with ``_lock`` held); None for a queue subclass
-    that cannot be a weak key (unhashable): it then gets no edges, but keeps working."""
+    """The pending table of ``q`` (no lock needed: one ``get``/``setdefault`` each); None
+    for a queue subclass that cannot be a weak key (unhashable): it then gets no edges,
+    but keeps working."""
     try:
         table = _pending.get(q)
         if table is None and create:
-            table = _pending[q] = {}
+            table = _pending.setdefault(q, {})
     except TypeError:
         return None
     return table
@@ -55,42 +56,55 @@ _heap_tokens = ObjectTokens()
 """PriorityQueue -> the join of every put's token (see the module docstring)."""
 
 
+# ``_lock`` guards the entries of the pending tables.  Its sections are a few dict and
+# list operations written without calls (``in``, subscripts): a call is where CPython
+# may hand the GIL to another thread, and doing so while holding a lock others want
+# turns every put/get into a lock handoff between threads (a convoy).
+
+
 def _before_put(q: Any, item: object) -> None:
     if isinstance(q, queue.PriorityQueue):
         _heap_tokens.publish(q)
+    table = _table(q, True)
+    if table is None:
+        return
+    token = events.publish(None)
+    key = id(item)
     with _lock:
-        table = _table(q, True)
-        if table is None:
-            return
-        entry = table.get(id(item))
-        token = events.publish(entry[0] if entry is not None else None)
-        if entry is None:
-            table[id(item)] = [token, 1]
-        else:
-            entry[0] = token
+        if key not in table:
+            table[key] = [token, 1]
+        else:  # the same object pending twice (rare): its token joins both puts'
+            entry = table[key]
+            entry[0] = events.publish(entry[0])
             entry[1] += 1
 
 
 def _put_failed(q: Any, item: object) -> None:
+    table = _table(q, False)
+    if table is None:
+        return
+    key = id(item)
     with _lock:
-        table = _table(q, False)
-        entry = table.get(id(item)) if table is not None else None
-        if entry is not None:
+        if key in table:
+            entry = table[key]
             entry[1] -= 1
             if entry[1] <= 0:
-                del table[id(item)]  # type: ignore[union-attr]
+                del table[key]
 
 
 def _after_get(q: Any, item: object) -> None:
+    table = _table(q, False)
+    if table is None:
+        return
+    key = id(item)
     with _lock:
-        table = _table(q, False)
-        entry = table.get(id(item)) if table is not None else None
-        if entry is None:
+        if key not in table:
             return  # put before racecheck started, or behind its back
+        entry = table[key]
         token = entry[0]
         entry[1] -= 1
         if entry[1] <= 0:
-            del table[id(item)]  # type: ignore[union-attr]
+            del table[key]
     events.consume(token)
 
 
