@@ -15,6 +15,7 @@ setup(
             depends=[
                 "racecheck/engine/_native_hooks.c",
                 "racecheck/engine/_native_shadowmap.c",
+                "racecheck/engine/_native_stacks.c",
             ],
             optional=True,
             extra_compile_args=["-O2", "-std=gnu11"],

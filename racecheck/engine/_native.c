@@ -729,6 +729,7 @@ static inline PyObject *field_ref(PyObject *owner, PyObject **slot) {
 }
 
 #include "_native_shadowmap.c"
+#include "_native_stacks.c"
 
 /* ---- Core: the hot path ----------------------------------------------------------- */
 
@@ -736,6 +737,10 @@ typedef struct {
     PyObject_HEAD
     PyObject *tls, *adopt, *objs, *slow;
     uint64_t serial;
+    /* The C slow path (Core.configure_slow); when unset every miss goes to `slow`. */
+    StackTable *stacks;
+    int depth;
+    PyObject *metas, *get_or_create, *report;
 } Core;
 
 static PyTypeObject Core_Type;
@@ -918,6 +923,86 @@ static PyObject *go_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject
     return res;
 }
 
+#define METAS_MAX (1 << 16) /* as detector._METAS_MAX */
+
+/* The detector's _slow in C, for attributes, str/int item keys and whole objects:
+ * shadow (created through the ShadowTable if new), cell, same-epoch re-check, stack
+ * id, interned meta, FastTrack's rules; a race is handed to the detector's Python
+ * _report.  Consumes the references to ts, sh and cell (either may be NULL). */
+static PyObject *c_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject *key, int cls,
+                        PyObject *op, PyObject *frame, Shadow *sh, Cell *cell) {
+    PyObject *races = NULL, *meta = NULL, *res = NULL;
+    if (ts->busy) { /* re-entered from inside the engine (GC, __del__): as _slow */
+        res = Py_NewRef(Py_None);
+        goto out;
+    }
+    ts->busy = 1;
+    if (sh == NULL) {
+        PyObject *made = PyObject_CallOneArg(core->get_or_create, obj);
+        if (made == NULL) goto fail;
+        if (!PyObject_TypeCheck(made, &Shadow_Type)) {
+            Py_DECREF(made);
+            PyErr_SetString(PyExc_TypeError, "native core: shadow is not a Shadow");
+            goto fail;
+        }
+        sh = (Shadow *)made;
+        if (ns == NS_ATTR) cell = cell_in((PyObject *)sh, &sh->attrs, key);
+        else if (ns == NS_ITEM) cell = cell_in((PyObject *)sh, &sh->items, key);
+        else {
+            cell = (Cell *)field_ref((PyObject *)sh, &sh->whole);
+            if (cell != NULL && !PyObject_TypeCheck(cell, &Cell_Type)) Py_CLEAR(cell);
+        }
+        if (cell != NULL && same_epoch(cell, cls, ts)) {
+            ts->busy = 0;
+            res = Py_NewRef(Py_None);
+            goto out;
+        }
+    }
+    if (frame == NULL) {
+        frame = (PyObject *)PyEval_GetFrame();
+        if (frame == NULL) frame = Py_None;
+    }
+    int64_t sid = stack_intern(core->stacks, frame, core->depth);
+    if (sid < 0) goto fail;
+    PyObject *sid_obj = PyLong_FromLongLong(sid);
+    if (sid_obj == NULL) goto fail;
+    PyObject *fresh = PyTuple_Pack(3, op, sid_obj, ts->rec ? ts->rec : Py_None);
+    Py_DECREF(sid_obj);
+    if (fresh == NULL) goto fail;
+    meta = PyDict_SetDefault(core->metas, fresh, fresh); /* borrowed */
+    Py_XINCREF(meta);
+    Py_DECREF(fresh);
+    if (meta == NULL) goto fail;
+    if (PyDict_GET_SIZE(core->metas) > METAS_MAX) PyDict_Clear(core->metas);
+    if (cell == NULL) {
+        PyObject *args[3] = {(PyObject *)sh, ns_objs[ns], key ? key : Py_None};
+        cell = (Cell *)py_cell_for(NULL, args, 3);
+        if (cell == NULL) goto fail;
+    }
+    races = apply_rules(cell, cls, ts, meta);
+    ts->busy = 0;
+    if (races == NULL) goto out; /* error */
+    if (races == Py_None) {
+        res = races;
+        goto out;
+    }
+    {
+        PyObject *argv[7] = {(PyObject *)ts, obj, ns_objs[ns], key ? key : Py_None, op, frame,
+                             races};
+        res = PyObject_Vectorcall(core->report, argv, 7, NULL);
+        Py_DECREF(races);
+    }
+    goto out;
+fail:
+    ts->busy = 0;
+out:
+    Py_XDECREF(meta);
+    Py_XDECREF(cell);
+    Py_XDECREF(sh);
+    Py_DECREF(ts);
+    return res;
+}
+
 /* One access: ns/key locate the cell, cls is its class, op its name; frame is the
  * user's frame, or NULL for "the current Python frame" (fetched only if needed). */
 static PyObject *do_access(Core *core, PyObject *obj, int ns, PyObject *key, int cls, PyObject *op,
@@ -929,8 +1014,8 @@ static PyObject *do_access(Core *core, PyObject *obj, int ns, PyObject *key, int
     if (ns == NS_ATTR && !PyUnicode_CheckExact(key))
         return go_slow(core, ts, obj, ns, key, cls, op, frame);
     Shadow *sh = shadow_of(core, obj);
+    Cell *cell = NULL;
     if (sh != NULL) {
-        Cell *cell;
         if (ns == NS_ATTR)
             cell = cell_in((PyObject *)sh, &sh->attrs, key);
         else if (ns == NS_ITEM)
@@ -939,19 +1024,19 @@ static PyObject *do_access(Core *core, PyObject *obj, int ns, PyObject *key, int
             cell = (Cell *)field_ref((PyObject *)sh, &sh->whole);
             if (cell != NULL && !PyObject_TypeCheck(cell, &Cell_Type)) Py_CLEAR(cell);
         }
-        Py_DECREF(sh);
-        if (cell != NULL) {
-            int hit = same_epoch(cell, cls, ts);
+        if (cell != NULL && same_epoch(cell, cls, ts)) {
             Py_DECREF(cell);
-            if (hit) {
-                Py_DECREF(ts);
-                Py_RETURN_NONE;
-            }
+            Py_DECREF(sh);
+            Py_DECREF(ts);
+            Py_RETURN_NONE;
         }
     } else if (PyErr_Occurred()) {
         Py_DECREF(ts);
         return NULL;
     }
+    if (core->stacks != NULL) return c_slow(core, ts, obj, ns, key, cls, op, frame, sh, cell);
+    Py_XDECREF(cell);
+    Py_XDECREF(sh);
     return go_slow(core, ts, obj, ns, key, cls, op, frame);
 }
 
@@ -986,6 +1071,23 @@ static PyObject *Core_iterate(Core *s, PyObject *const *a, Py_ssize_t nargs) {
     return do_access(s, a[0], NS_WHOLE, NULL, READ, op_iterate, a[1]);
 }
 
+static PyObject *Core_configure_slow(Core *self, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 5 || !Py_IS_TYPE(a[0], &StackTable_Type) || !PyDict_CheckExact(a[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_slow(stacks: StackTable, depth, metas: dict, get_or_create, "
+                        "report)");
+        return NULL;
+    }
+    long depth = PyLong_AsLong(a[1]);
+    if (depth == -1 && PyErr_Occurred()) return NULL;
+    Py_XSETREF(self->stacks, (StackTable *)Py_NewRef(a[0]));
+    self->depth = (int)(depth < 1 ? 1 : depth > STACK_LIMIT_MAX ? STACK_LIMIT_MAX : depth);
+    Py_XSETREF(self->metas, Py_NewRef(a[2]));
+    Py_XSETREF(self->get_or_create, Py_NewRef(a[3]));
+    Py_XSETREF(self->report, Py_NewRef(a[4]));
+    Py_RETURN_NONE;
+}
+
 static int Core_init(Core *self, PyObject *args, PyObject *kw) {
     PyObject *tls, *adopt, *objs, *slow;
     if (!PyArg_ParseTuple(args, "OOOO:Core", &tls, &adopt, &objs, &slow)) return -1;
@@ -1006,6 +1108,10 @@ static int Core_traverse(Core *self, visitproc visit, void *arg) {
     Py_VISIT(self->adopt);
     Py_VISIT(self->objs);
     Py_VISIT(self->slow);
+    Py_VISIT(self->stacks);
+    Py_VISIT(self->metas);
+    Py_VISIT(self->get_or_create);
+    Py_VISIT(self->report);
     return 0;
 }
 
@@ -1014,6 +1120,10 @@ static int Core_clear(Core *self) {
     Py_CLEAR(self->adopt);
     Py_CLEAR(self->objs);
     Py_CLEAR(self->slow);
+    Py_CLEAR(self->stacks);
+    Py_CLEAR(self->metas);
+    Py_CLEAR(self->get_or_create);
+    Py_CLEAR(self->report);
     return 0;
 }
 
@@ -1030,6 +1140,8 @@ static PyMethodDef Core_methods[] = {
     {"write_item", (PyCFunction)(void (*)(void))Core_write_item, METH_FASTCALL, NULL},
     {"mutate", (PyCFunction)(void (*)(void))Core_mutate, METH_FASTCALL, NULL},
     {"iterate", (PyCFunction)(void (*)(void))Core_iterate, METH_FASTCALL, NULL},
+    {"configure_slow", (PyCFunction)(void (*)(void))Core_configure_slow, METH_FASTCALL,
+     "configure_slow(stacks, depth, metas, get_or_create, report): take misses in C."},
     {"set_current", (PyCFunction)Core_set_current, METH_O,
      "Record the calling thread's TState (None: forget it) in the C thread-local cache."},
     {NULL}};
@@ -1068,10 +1180,11 @@ static PyMethodDef module_methods[] = {
 
 static int module_exec(PyObject *m) {
     if (stripes_init() < 0) return -1;
-    PyTypeObject *types[] = {&VClock_Type, &TState_Type,  &Cell_Type,
-                             &Shadow_Type, &ShadowMap_Type, &Core_Type};
-    const char *names[] = {"VClock", "TState", "Cell", "Shadow", "ShadowMap", "Core"};
-    for (int i = 0; i < 6; i++) {
+    PyTypeObject *types[] = {&VClock_Type,    &TState_Type, &Cell_Type,      &Shadow_Type,
+                             &ShadowMap_Type, &Core_Type,   &StackTable_Type};
+    const char *names[] = {"VClock", "TState", "Cell", "Shadow", "ShadowMap", "Core",
+                           "StackTable"};
+    for (int i = 0; i < 7; i++) {
         if (PyType_Ready(types[i]) < 0) return -1;
         if (PyModule_AddObjectRef(m, names[i], (PyObject *)types[i]) < 0) return -1;
     }

@@ -221,7 +221,7 @@ class Detector:
         self._shadow = ShadowTable(strong_cap, self._shadow_class, self._map_class)
         self._objs = self._shadow.objs
         self._stripes = [allocate_lock() for _ in range(64)]
-        self._stacks = StackTable(history_capacity(history_size))
+        self._stacks = self._make_stacks(history_capacity(history_size))
         self._metas: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._depth = max(1, stack_depth)
         self._reg = _thread.RLock()
@@ -244,6 +244,11 @@ class Detector:
         creator = self._adopt()
         self._origin = tuple(creator.vc)
         self._tick(creator)
+
+    @staticmethod
+    def _make_stacks(capacity: int) -> Any:
+        """The previous-access stack table (the native core has a C one)."""
+        return StackTable(capacity)
 
     # ---- thread states -------------------------------------------------------------
 

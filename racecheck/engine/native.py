@@ -1,12 +1,14 @@
-"""The native core: the reference :class:`Detector` with its hot path in C.
+"""The native core: the reference :class:`Detector` with its per-access work in C.
 
-``_native`` (racecheck/engine/_native.c) supplies the data the hot path touches, as C
-types: cells with C epochs, object shadows, thread states with C vector clocks, and a
-``Core`` whose six methods are the AccessSink fast paths.  Everything the fast path
-cannot settle goes to :meth:`NativeDetector._slow` below, which records the stack (the
-same interned :class:`StackTable` as the Python core) and applies FastTrack's rules in C.
-Threads, reports, suppressions and shadow reclamation are the reference code, unchanged,
-so both cores give the same verdicts (tests/engine/test_engine_differential.py).
+``_native`` (racecheck/engine/_native.c and the files it includes) supplies the data the
+hot path touches, as C types: cells with C epochs, object shadows keyed by address
+(``ShadowMap``), thread states with C vector clocks, the interned stack table
+(``StackTable``), and a ``Core`` whose six methods are the AccessSink paths.  A miss of
+the same-epoch fast path is taken in C too (shadow, cell, stack id, interned meta,
+FastTrack's rules) for attributes, str/int item keys and whole objects; other item keys
+and primitive audits go through the reference ``_slow``.  Threads, reports,
+suppressions and shadow reclamation are the reference code, unchanged, so both cores
+give the same verdicts (tests/engine/test_engine_differential.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from racecheck.engine import _native  # type: ignore[attr-defined]
 from racecheck.engine.clock import Token
 from racecheck.engine.detector import _AUDIT, _ITEM, _OP_CLASS, Detector
+from racecheck.engine.stacks import BOUNDARY_FILES, PACKAGE_DIR, resolve
 
 _apply = _native.apply
 _same_epoch = _native.same_epoch
@@ -32,8 +35,17 @@ class NativeDetector(Detector):
     _state_class = _native.TState
     _map_class = _native.ShadowMap
 
+    @staticmethod
+    def _make_stacks(capacity: int) -> Any:
+        return _native.StackTable(capacity, PACKAGE_DIR, frozenset(BOUNDARY_FILES), resolve)
+
     def _bind_hot_paths(self) -> None:
         core = self._core = _native.Core(self._tls, self._adopt, self._objs, self._slow)
+        # Misses of attributes, str/int items and whole objects are taken in C too
+        # (shadow, cell, stack id, meta, rules); the rest goes to the reference _slow.
+        core.configure_slow(
+            self._stacks, self._depth, self._metas, self._shadow.get_or_create, self._report
+        )
         self.read_attr = core.read_attr
         self.write_attr = core.write_attr
         self.read_item = core.read_item
