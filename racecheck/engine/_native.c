@@ -741,6 +741,7 @@ typedef struct {
     StackTable *stacks;
     int depth;
     PyObject *metas, *get_or_create, *report;
+    PyObject *token_class; /* clock.Token, for Core.publish/consume (None: unset) */
 } Core;
 
 static PyTypeObject Core_Type;
@@ -1088,6 +1089,78 @@ static PyObject *Core_configure_slow(Core *self, PyObject *const *a, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
+static PyObject *str_vc;
+
+/* The clock a Token carries (new reference to a tuple), NULL if `token` is no Token or
+ * carries none (no error set). */
+static PyObject *token_clock(Core *core, PyObject *token) {
+    if (core->token_class == NULL || !PyObject_TypeCheck(token, (PyTypeObject *)core->token_class))
+        return NULL;
+    PyObject *vc = PyObject_GetAttr(token, str_vc);
+    if (vc == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (!PyTuple_Check(vc) || PyTuple_GET_SIZE(vc) == 0) {
+        Py_DECREF(vc);
+        return NULL;
+    }
+    return vc;
+}
+
+/* HappensBefore.consume: join the token's clock into the calling thread's. */
+static PyObject *Core_consume(Core *self, PyObject *token) {
+    PyObject *vc = token_clock(self, token);
+    if (vc == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    TState *ts = current(self);
+    int rc = ts == NULL ? -1 : vc_join_seq(ts->vc, vc);
+    Py_XDECREF(ts);
+    Py_DECREF(vc);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* HappensBefore.publish: a Token of the calling thread's clock joined with `into`'s,
+ * then the thread's own entry advances. */
+static PyObject *Core_publish(Core *self, PyObject *into) {
+    if (self->token_class == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Core.publish: no token class configured");
+        return NULL;
+    }
+    PyObject *vc = token_clock(self, into);
+    if (vc == NULL && PyErr_Occurred()) return NULL;
+    TState *ts = current(self);
+    if (ts == NULL) {
+        Py_XDECREF(vc);
+        return NULL;
+    }
+    PyObject *snap = TState_snapshot(ts, vc != NULL ? vc : Py_None);
+    Py_XDECREF(vc);
+    PyObject *token = NULL;
+    if (snap != NULL) {
+        token = PyObject_CallOneArg(self->token_class, snap);
+        Py_DECREF(snap);
+    }
+    if (token != NULL) {
+        ts->vc->v[ts->slot] += 1;
+        ts_refresh_epoch(ts);
+    }
+    Py_DECREF(ts);
+    return token;
+}
+
+static PyObject *Core_set_token_class(Core *self, PyObject *cls) {
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "set_token_class(cls): a class");
+        return NULL;
+    }
+    Py_XSETREF(self->token_class, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
 static int Core_init(Core *self, PyObject *args, PyObject *kw) {
     PyObject *tls, *adopt, *objs, *slow;
     if (!PyArg_ParseTuple(args, "OOOO:Core", &tls, &adopt, &objs, &slow)) return -1;
@@ -1112,6 +1185,7 @@ static int Core_traverse(Core *self, visitproc visit, void *arg) {
     Py_VISIT(self->metas);
     Py_VISIT(self->get_or_create);
     Py_VISIT(self->report);
+    Py_VISIT(self->token_class);
     return 0;
 }
 
@@ -1124,6 +1198,7 @@ static int Core_clear(Core *self) {
     Py_CLEAR(self->metas);
     Py_CLEAR(self->get_or_create);
     Py_CLEAR(self->report);
+    Py_CLEAR(self->token_class);
     return 0;
 }
 
@@ -1142,6 +1217,11 @@ static PyMethodDef Core_methods[] = {
     {"iterate", (PyCFunction)(void (*)(void))Core_iterate, METH_FASTCALL, NULL},
     {"configure_slow", (PyCFunction)(void (*)(void))Core_configure_slow, METH_FASTCALL,
      "configure_slow(stacks, depth, metas, get_or_create, report): take misses in C."},
+    {"consume", (PyCFunction)Core_consume, METH_O,
+     "HappensBefore.consume(token): join its clock into the calling thread's."},
+    {"publish", (PyCFunction)Core_publish, METH_O,
+     "HappensBefore.publish(into): a Token of our clock joined with into's; then tick."},
+    {"set_token_class", (PyCFunction)Core_set_token_class, METH_O, "The Token class."},
     {"set_current", (PyCFunction)Core_set_current, METH_O,
      "Record the calling thread's TState (None: forget it) in the C thread-local cache."},
     {NULL}};
@@ -1190,6 +1270,7 @@ static int module_exec(PyObject *m) {
     }
     if (str_ts == NULL) {
         str_ts = PyUnicode_InternFromString("ts");
+        str_vc = PyUnicode_InternFromString("vc");
         ops[READ] = PyUnicode_InternFromString("read");
         ops[WRITE] = PyUnicode_InternFromString("write");
         ops[MUTATE] = op_mutate = PyUnicode_InternFromString("mutate");

@@ -46,6 +46,10 @@ class NativeDetector(Detector):
         core.configure_slow(
             self._stacks, self._depth, self._metas, self._shadow.get_or_create, self._report
         )
+        # HappensBefore's two hot methods (every lock, queue item, future...) in C too.
+        core.set_token_class(Token)
+        self.consume = core.consume  # type: ignore[method-assign]
+        self.publish = core.publish  # type: ignore[method-assign]
         self.read_attr = core.read_attr
         self.write_attr = core.write_attr
         self.read_item = core.read_item
@@ -63,13 +67,6 @@ class NativeDetector(Detector):
 
     def _tick(self, ts: Any) -> None:
         ts.tick()
-
-    def publish(self, into: object | None = None) -> object:
-        """As the reference's, with the snapshot and join taken in C."""
-        ts: Any = self._current()
-        token = Token(ts.snapshot(into.vc if isinstance(into, Token) and into.vc else None))
-        ts.tick()
-        return token
 
     def audit(self, obj: object, op: str, what: str, depth: int = 1) -> None:
         cls = _OP_CLASS.get(op)

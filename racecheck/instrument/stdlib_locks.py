@@ -119,19 +119,26 @@ class ObservedLock(_Observed):
 
     def _took(self, blocking: bool, depth: int) -> None:
         """After a successful acquire by the calling thread."""
-        if events._hb is not None:
-            events.consume(self._token)  # one attribute read: atomic, no guard needed
-        if events._locks is not None:
-            events.lock_acquired(self, blocking, depth + 1)
+        # The listeners are called directly (not through events.consume/lock_acquired):
+        # this runs inside the user's critical section, every call counts.
+        hb = events._hb
+        token = self._token  # one attribute read: atomic, no guard needed
+        if hb is not None and token is not None:
+            hb.consume(token)
+        locks = events._locks
+        if locks is not None:
+            locks.lock_acquired(self, blocking, depth + 1)
 
     def _giving_back(self) -> None:
         """Just before the release (only if the lock is held: a failing release must
         hand no edge to the next acquirer)."""
-        if events._locks is not None:
-            events.lock_released(self)
-        if events._hb is not None and self._raw.locked():
+        locks = events._locks
+        if locks is not None:
+            locks.lock_released(self)
+        hb = events._hb
+        if hb is not None and self._raw.locked():
             with self._guard:
-                self._token = events.publish(self._token)
+                self._token = hb.publish(self._token)
 
     # -- the lock's interface -----------------------------------------------------------
 
@@ -160,18 +167,23 @@ class ObservedRLock(_Observed):
         self._created_at = created_at
 
     def _took(self, blocking: bool, depth: int) -> None:
-        if events._hb is not None:
-            events.consume(self._token)
-        if events._locks is not None:
-            events.lock_acquired(self, blocking, depth + 1)
+        hb = events._hb  # listeners called directly, as in ObservedLock
+        token = self._token
+        if hb is not None and token is not None:
+            hb.consume(token)
+        locks = events._locks
+        if locks is not None:
+            locks.lock_acquired(self, blocking, depth + 1)
 
     def _giving_back(self) -> None:
         if not self._raw._is_owned():
             return  # the release will raise; nothing was ours to publish
-        if events._locks is not None:
-            events.lock_released(self)
-        if events._hb is not None:
-            self._token = events.publish(self._token)
+        locks = events._locks
+        if locks is not None:
+            locks.lock_released(self)
+        hb = events._hb
+        if hb is not None:
+            self._token = hb.publish(self._token)
 
     def _is_owned(self) -> bool:
         return bool(self._raw._is_owned())
