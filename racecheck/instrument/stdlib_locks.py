@@ -30,6 +30,7 @@ from __future__ import annotations
 import operator
 import sys
 import threading
+import time
 from typing import Any
 
 from racecheck._rawsync import allocate_lock
@@ -59,6 +60,31 @@ def _cannot_pickle(raw: object) -> TypeError:
     return TypeError(f"cannot pickle '{kind.__module__}.{kind.__qualname__}' object")
 
 
+_sleep = time.sleep  # bound now: a program may patch time.sleep (freezegun...)
+_GIL = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+_BACKOFF = (0.0, 0.0, 0.0, 0.00005, 0.0001, 0.0002, 0.0005, 0.001)
+
+
+def _acquire_contended(raw: Any) -> bool:
+    """A blocking acquire of a lock another thread holds, without a lock convoy.
+
+    Under racecheck a critical section holds hook calls, where CPython may hand the GIL
+    to another thread; that thread then blocks on the lock inside the C acquire, and
+    from then on every release hands the lock to a sleeping waiter (two context
+    switches per acquisition, for as long as the threads contend).  Uninstrumented, the
+    same sections hold no such point and the waiters never queue.  So a waiter first
+    yields the GIL and retries for about 2 ms (``sleep(0)`` lets the holder finish its
+    section), and only then blocks as the real lock does.  Which waiter gets a released
+    lock is undefined for ``threading.Lock`` too; a lock held longer than that is
+    waited for exactly as before."""
+    for delay in _BACKOFF:
+        _sleep(delay)
+        if raw.acquire(False):
+            return True
+    got: bool = raw.acquire()
+    return got
+
+
 class _Observed:
     """What both wrappers share: the lock interface around the raw lock, with the edges
     (``_took`` after a successful acquire, ``_giving_back`` before a release) left to
@@ -74,7 +100,11 @@ class _Observed:
         raise NotImplementedError
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        got: bool = self._raw.acquire(blocking, timeout)
+        raw = self._raw
+        if blocking is True and timeout == -1 and _GIL:
+            got: bool = raw.acquire(False) or _acquire_contended(raw)
+        else:
+            got = raw.acquire(blocking, timeout)
         if got:
             self._took(bool(blocking), 1)
         return got
@@ -84,7 +114,8 @@ class _Observed:
         self._raw.release()
 
     def __enter__(self) -> bool:
-        got: bool = self._raw.acquire()
+        raw = self._raw
+        got: bool = raw.acquire(False) or (_acquire_contended(raw) if _GIL else raw.acquire())
         self._took(True, 1)
         return got
 
