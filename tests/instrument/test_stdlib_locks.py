@@ -478,3 +478,95 @@ def test_handler_lock_survives_fork_reinit(eng: VCEngine) -> None:
     handler.release()
     with contextlib.suppress(Exception):
         handler.close()
+
+
+# -- contended acquisition (no lock convoy) ----------------------------------------------
+
+
+def _spy_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    from racecheck.instrument import stdlib_locks
+
+    calls: list[float] = []
+    real = stdlib_locks._sleep
+
+    def spy(delay: float) -> None:
+        calls.append(delay)
+        real(delay)
+
+    monkeypatch.setattr(stdlib_locks, "_sleep", spy)
+    return calls
+
+
+@pytest.mark.parametrize("how", ["with", "acquire"])
+def test_contended_acquire_waits_for_the_holder(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Held by another thread: the waiter backs off, then blocks, and gets the lock as
+    soon as it is released, however long it was held."""
+    from racecheck.instrument.stdlib_locks import ObservedLock
+
+    sleeps = _spy_sleep(monkeypatch)
+    lock = ObservedLock(_thread.allocate_lock())
+    got = threading.Event()
+    done = threading.Event()
+
+    def waiter() -> None:
+        if how == "with":
+            with lock:
+                got.set()
+                done.wait(5)
+        else:
+            assert lock.acquire()
+            got.set()
+            done.wait(5)
+            lock.release()
+
+    assert lock.acquire()
+    t = threading.Thread(target=waiter)
+    t.start()
+    assert not got.wait(0.05)  # always true: the lock is held throughout
+    lock.release()
+    assert got.wait(5)
+    assert lock.locked()
+    assert not lock.acquire(False)  # the waiter holds it now
+    done.set()
+    t.join(5)
+    assert not lock.locked()
+    if _GIL_BUILD:
+        assert sleeps[:3] == [0.0, 0.0, 0.0]  # it yielded before blocking
+
+
+def test_contended_lock_still_excludes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four threads incrementing under the lock: no update is lost."""
+    from racecheck.instrument.stdlib_locks import ObservedLock
+
+    lock = ObservedLock(_thread.allocate_lock())
+    box = [0]
+    start = threading.Barrier(4)
+
+    def bump() -> None:
+        start.wait(5)
+        for _ in range(2000):
+            with lock:
+                value = box[0]
+                box[0] = value + 1
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert box[0] == 8000
+
+
+def test_timeouts_and_non_blocking_keep_the_raw_semantics() -> None:
+    from racecheck.instrument.stdlib_locks import ObservedLock
+
+    lock = ObservedLock(_thread.allocate_lock())
+    assert lock.acquire()
+    assert lock.acquire(True, 0.01) is False
+    assert lock.acquire(False) is False
+    with pytest.raises(ValueError):
+        lock.acquire(False, 1.0)
+    lock.release()
+
+
+_GIL_BUILD = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
