@@ -292,6 +292,8 @@ class ShadowTable:
                 released.append(sh.strong)
                 sh.strong = None
                 self.reclaimed += 1
+        if strong:
+            self._release_cycles_locked(released)
         if len(strong) > self._strong_cap:
             for key in list(strong)[: len(strong) - self._strong_cap // 2]:
                 sh = strong.pop(key)
@@ -300,6 +302,49 @@ class ShadowTable:
                 sh.strong = None
         self._sweep_at = max(1024, 2 * len(strong))
         return released
+
+    def _release_cycles_locked(self, released: list[object]) -> None:
+        """Forget strongly held objects that only reference each other.
+
+        Dead containers in a cycle (a parse tree's lists and the nodes pointing back at
+        their parent) each keep a reference from another one, so the refcount test
+        above never frees them, and CPython's collector cannot either while we hold
+        them.  This is that collector's own test restricted to what we hold: an object
+        is live if something outside the held set references it (its refcount minus
+        our reference and the references from other held objects is positive) or a live
+        held object does; the rest is unreachable garbage, released.  Wrongly keeping
+        one only costs memory; wrongly releasing one is impossible (a referenced object
+        is live) and would only lose history, never invent a race."""
+        strong = self._strong
+        baseline = self._baseline
+        by_obj: dict[int, int] = {}  # id(object) -> key in strong
+        outside: dict[int, int] = {}
+        for key, sh in strong.items():
+            obj_id = id(sh.strong)
+            by_obj[obj_id] = key
+            outside[obj_id] = _strong_refs(sh) - baseline
+        referents: dict[int, list[int]] = {}
+        for obj_id, key in by_obj.items():
+            inner = [id(r) for r in gc.get_referents(strong[key].strong)]
+            inner = [r for r in inner if r in outside]
+            referents[obj_id] = inner
+            for r in inner:
+                outside[r] -= 1
+        live = [obj_id for obj_id, n in outside.items() if n > 0]
+        seen = set(live)
+        while live:
+            for r in referents[live.pop()]:
+                if r not in seen:
+                    seen.add(r)
+                    live.append(r)
+        objs = self.objs
+        for obj_id, key in by_obj.items():
+            if obj_id not in seen:
+                sh = strong.pop(key)
+                objs.pop(key, None)
+                released.append(sh.strong)
+                sh.strong = None
+                self.reclaimed += 1
 
     def sweep(self) -> None:
         """Reclaim non-weakrefable objects only the shadow still holds (also automatic)."""
