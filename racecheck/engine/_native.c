@@ -1089,23 +1089,13 @@ static PyObject *Core_configure_slow(Core *self, PyObject *const *a, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
-static PyObject *str_vc;
-
-/* The clock a Token carries (new reference to a tuple), NULL if `token` is no Token or
- * carries none (no error set). */
+/* The clock a Token carries (a Token is a tuple subclass: itself), as a new reference,
+ * NULL if `token` is no Token or an empty one (no error set). */
 static PyObject *token_clock(Core *core, PyObject *token) {
     if (core->token_class == NULL || !PyObject_TypeCheck(token, (PyTypeObject *)core->token_class))
         return NULL;
-    PyObject *vc = PyObject_GetAttr(token, str_vc);
-    if (vc == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    if (!PyTuple_Check(vc) || PyTuple_GET_SIZE(vc) == 0) {
-        Py_DECREF(vc);
-        return NULL;
-    }
-    return vc;
+    if (!PyTuple_Check(token) || PyTuple_GET_SIZE(token) == 0) return NULL;
+    return Py_NewRef(token);
 }
 
 /* HappensBefore.consume: join the token's clock into the calling thread's. */
@@ -1270,7 +1260,6 @@ static int module_exec(PyObject *m) {
     }
     if (str_ts == NULL) {
         str_ts = PyUnicode_InternFromString("ts");
-        str_vc = PyUnicode_InternFromString("vc");
         ops[READ] = PyUnicode_InternFromString("read");
         ops[WRITE] = PyUnicode_InternFromString("write");
         ops[MUTATE] = op_mutate = PyUnicode_InternFromString("mutate");

@@ -73,25 +73,36 @@ def vc_join_into(target: list[int], other: Sequence[int]) -> None:
             target[i] = c
 
 
-class Token:
+class Token(tuple):  # type: ignore[type-arg]
     """An immutable snapshot of a released clock: what ``publish`` returns and
-    ``consume`` joins.  Immutable so primitives may hand it to any thread without a lock."""
+    ``consume`` joins.  Immutable so primitives may hand it to any thread without a lock.
 
-    __slots__ = ("vc",)
+    The clock itself, as a tuple subclass: one object per publish (a queue holds one per
+    pending item, a lock one per lock), where a wrapper around a tuple would be two."""
 
-    def __init__(self, vc: tuple[int, ...]) -> None:
-        self.vc = vc
+    __slots__ = ()
+
+    @property
+    def vc(self) -> tuple[int, ...]:
+        return self
 
     def __repr__(self) -> str:
-        return f"Token({list(self.vc)})"
+        return f"Token({list(self)})"
+
+    # Identity, as for any token object: two equal clocks are still two releases.
+    __eq__ = object.__eq__  # type: ignore[assignment]
+    __ne__ = object.__ne__  # type: ignore[assignment]
+    __hash__ = object.__hash__  # type: ignore[assignment]
 
 
 class ForkToken(Token):
     """What ``fork`` hands the child: its initial clock, its slot and its record."""
 
-    __slots__ = ("slot", "record")
-
-    def __init__(self, vc: tuple[int, ...], slot: int, record: object) -> None:
-        super().__init__(vc)
+    def __new__(cls, vc: tuple[int, ...], slot: int, record: object) -> ForkToken:
+        self = super().__new__(cls, vc)
         self.slot = slot
         self.record = record
+        return self
+
+    slot: int
+    record: object

@@ -33,13 +33,14 @@ from racecheck.instrument.stdlib_common import ObjectTokens, Patcher
 from racecheck.sync import events
 
 _lock = allocate_lock()
-_pending: WeakKeyDictionary[Any, dict[int, list[Any]]] = WeakKeyDictionary()
-"""queue -> id(item) -> [token, count of pending puts of that object]"""
+_pending: WeakKeyDictionary[Any, dict[int, Any]] = WeakKeyDictionary()
+"""queue -> id(item) -> its put's token, or [token, count] when the same object is
+pending more than once"""
 _join_tokens = ObjectTokens()
 _patcher = Patcher()
 
 
-def _table(q: Any, create: bool) -> dict[int, list[Any]] | None:
+def _table(q: Any, create: bool) -> dict[int, Any] | None:
     """The pending table of ``q`` (no lock needed: one ``get``/``setdefault`` each); None
     for a queue subclass that cannot be a weak key (unhashable): it then gets no edges,
     but keeps working."""
@@ -72,9 +73,11 @@ def _before_put(q: Any, item: object) -> None:
     key = id(item)
     with _lock:
         if key not in table:
-            table[key] = [token, 1]
+            table[key] = token  # the common case: one pending put, its token alone
         else:  # the same object pending twice (rare): its token joins both puts'
             entry = table[key]
+            if type(entry) is not list:
+                entry = table[key] = [entry, 1]
             entry[0] = events.publish(entry[0])
             entry[1] += 1
 
@@ -87,8 +90,9 @@ def _put_failed(q: Any, item: object) -> None:
     with _lock:
         if key in table:
             entry = table[key]
-            entry[1] -= 1
-            if entry[1] <= 0:
+            if type(entry) is list and entry[1] > 1:
+                entry[1] -= 1
+            else:
                 del table[key]
 
 
@@ -101,9 +105,13 @@ def _after_get(q: Any, item: object) -> None:
         if key not in table:
             return  # put before racecheck started, or behind its back
         entry = table[key]
-        token = entry[0]
-        entry[1] -= 1
-        if entry[1] <= 0:
+        if type(entry) is list:  # [token, pending puts of this object]
+            token = entry[0]
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del table[key]
+        else:
+            token = entry
             del table[key]
     events.consume(token)
 
