@@ -670,14 +670,33 @@ static PyObject *py_same_epoch(PyObject *mod, PyObject *const *args, Py_ssize_t 
 
 /* ---- Shadow ------------------------------------------------------------------- */
 
+/* The first attributes of an object, inline: most objects have a handful, and a dict
+ * per object (~180 bytes) was the largest part of its shadow.  Slots fill in order and
+ * never empty; a name is in one place only (the overflow dict takes names only once the
+ * slots are full). */
+#define INLINE_ATTRS 4
+typedef struct {
+    PyObject *name[INLINE_ATTRS];
+    PyObject *cell[INLINE_ATTRS];
+} InlineAttrs;
+
 typedef struct {
     PyObject_HEAD
-    PyObject *attrs, *items, *whole, *audit, *ref, *strong, *keys;
+    PyObject *attrs; /* the attributes beyond the inline ones (dict), or NULL */
+    PyObject *items, *whole, *audit, *ref, *strong, *keys;
+    InlineAttrs *inl;
 } Shadow;
 
 static PyTypeObject Shadow_Type;
 
 static void Shadow_dealloc(Shadow *self) {
+    if (self->inl != NULL) {
+        for (int i = 0; i < INLINE_ATTRS; i++) {
+            Py_XDECREF(self->inl->name[i]);
+            Py_XDECREF(self->inl->cell[i]);
+        }
+        PyMem_RawFree(self->inl);
+    }
     Py_XDECREF(self->attrs);
     Py_XDECREF(self->items);
     Py_XDECREF(self->whole);
@@ -688,8 +707,38 @@ static void Shadow_dealloc(Shadow *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Python's view of the attribute cells: a fresh dict (reports and tests read it; the
+ * engine's own writes go through attr_cell_for).  Setting it sets the overflow dict. */
+static PyObject *Shadow_get_attrs(Shadow *self, void *Py_UNUSED(c)) {
+    InlineAttrs *in = self->inl;
+    PyObject *overflow = self->attrs;
+    if (in == NULL && (overflow == NULL || overflow == Py_None)) Py_RETURN_NONE;
+    PyObject *out = PyDict_New();
+    if (out == NULL) return NULL;
+    for (int i = 0; in != NULL && i < INLINE_ATTRS && in->name[i] != NULL; i++)
+        if (PyDict_SetItem(out, in->name[i], in->cell[i]) < 0) goto fail;
+    if (overflow != NULL && overflow != Py_None && PyDict_Update(out, overflow) < 0) goto fail;
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static int Shadow_set_attrs(Shadow *self, PyObject *value, void *Py_UNUSED(c)) {
+    if (value != NULL && value != Py_None && !PyDict_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "attrs must be a dict or None");
+        return -1;
+    }
+    Py_XSETREF(self->attrs, Py_XNewRef(value));
+    return 0;
+}
+
+static PyGetSetDef Shadow_getset[] = {
+    {"attrs", (getter)Shadow_get_attrs, (setter)Shadow_set_attrs,
+     "Attribute name -> Cell (a snapshot).", NULL},
+    {NULL}};
+
 static PyMemberDef Shadow_members[] = {
-    {"attrs", T_OBJECT, offsetof(Shadow, attrs), 0, NULL},
     {"items", T_OBJECT, offsetof(Shadow, items), 0, NULL},
     {"whole", T_OBJECT, offsetof(Shadow, whole), 0, NULL},
     {"audit", T_OBJECT, offsetof(Shadow, audit), 0, NULL},
@@ -705,6 +754,7 @@ static PyTypeObject Shadow_Type = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Every cell of one user object (see shadow.ObjShadow), C fields.",
     .tp_members = Shadow_members,
+    .tp_getset = Shadow_getset,
     .tp_new = PyType_GenericNew,
 };
 
@@ -831,6 +881,90 @@ static Cell *cell_in(PyObject *owner, PyObject **field, PyObject *key) {
     return (Cell *)cell;
 }
 
+/* Inside the shadow's section: the inline slot holding `name`, or -1. */
+static int inline_find(InlineAttrs *in, PyObject *name) {
+    if (in == NULL) return -1;
+    for (int i = 0; i < INLINE_ATTRS && in->name[i] != NULL; i++)
+        if (in->name[i] == name) return i;
+    for (int i = 0; i < INLINE_ATTRS && in->name[i] != NULL; i++)
+        if (PyUnicode_CheckExact(in->name[i]) && PyUnicode_Compare(in->name[i], name) == 0)
+            return i; /* equal but not the same str object (exact strs: cannot fail) */
+    return -1;
+}
+
+/* The cell of attribute `name` (an exact str), new reference or NULL (no error). */
+static Cell *attr_cell_in(Shadow *sh, PyObject *name) {
+    Cell *cell = NULL;
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(sh);
+#endif
+    int i = inline_find(sh->inl, name);
+    if (i >= 0) cell = (Cell *)Py_NewRef(sh->inl->cell[i]);
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    if (cell != NULL) return cell;
+    return cell_in((PyObject *)sh, &sh->attrs, name);
+}
+
+static PyObject *shadow_dict(Shadow *sh, PyObject **slot);
+
+/* The cell of attribute `name`, created if absent: in a free inline slot while there is
+ * one, else in the overflow dict.  New reference, NULL with an error set. */
+static PyObject *attr_cell_for(Shadow *sh, PyObject *name) {
+    Cell *found = attr_cell_in(sh, name);
+    if (found != NULL) return (PyObject *)found;
+    PyObject *fresh = Cell_new(&Cell_Type, NULL, NULL);
+    if (fresh == NULL) return NULL;
+    InlineAttrs *spare = NULL;
+    if (sh->inl == NULL && (spare = PyMem_RawCalloc(1, sizeof(InlineAttrs))) == NULL) {
+        Py_DECREF(fresh);
+        return PyErr_NoMemory();
+    }
+    PyObject *cell = NULL;
+    int full = 0;
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(sh);
+#endif
+    if (sh->inl == NULL) {
+        sh->inl = spare;
+        spare = NULL;
+    }
+    InlineAttrs *in = sh->inl;
+    int i = inline_find(in, name);
+    if (i >= 0) {
+        cell = Py_NewRef(in->cell[i]);
+    } else {
+        int free_slot = -1;
+        for (int k = 0; k < INLINE_ATTRS; k++)
+            if (in->name[k] == NULL) {
+                free_slot = k;
+                break;
+            }
+        if (free_slot >= 0) {
+            in->cell[free_slot] = Py_NewRef(fresh);
+            in->name[free_slot] = Py_NewRef(name);
+            cell = Py_NewRef(fresh);
+        } else {
+            full = 1;
+        }
+    }
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    PyMem_RawFree(spare);
+    if (full) { /* the slots never empty: the overflow dict is the only other place */
+        PyObject *d = shadow_dict(sh, &sh->attrs);
+        if (d != NULL) {
+            cell = PyDict_SetDefault(d, name, fresh); /* borrowed */
+            Py_XINCREF(cell);
+            Py_DECREF(d);
+        }
+    }
+    Py_DECREF(fresh);
+    return cell;
+}
+
 /* A dict field of a Shadow (attrs/items), created if absent; new reference. */
 static PyObject *shadow_dict(Shadow *sh, PyObject **slot) {
     PyObject *d = field_ref((PyObject *)sh, slot);
@@ -873,7 +1007,8 @@ static PyObject *py_cell_for(PyObject *mod, PyObject *const *args, Py_ssize_t na
             PyErr_SetString(PyExc_TypeError, "cell_for: attribute names are str, item keys str/int");
             return NULL;
         }
-        PyObject *d = shadow_dict(sh, ns == NS_ATTR ? &sh->attrs : &sh->items);
+        if (ns == NS_ATTR) return attr_cell_for(sh, key);
+        PyObject *d = shadow_dict(sh, &sh->items);
         if (d == NULL) return NULL;
         PyObject *fresh = Cell_new(&Cell_Type, NULL, NULL);
         if (fresh == NULL) {
@@ -947,7 +1082,7 @@ static PyObject *c_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject 
             goto fail;
         }
         sh = (Shadow *)made;
-        if (ns == NS_ATTR) cell = cell_in((PyObject *)sh, &sh->attrs, key);
+        if (ns == NS_ATTR) cell = attr_cell_in(sh, key);
         else if (ns == NS_ITEM) cell = cell_in((PyObject *)sh, &sh->items, key);
         else {
             cell = (Cell *)field_ref((PyObject *)sh, &sh->whole);
@@ -1018,7 +1153,7 @@ static PyObject *do_access(Core *core, PyObject *obj, int ns, PyObject *key, int
     Cell *cell = NULL;
     if (sh != NULL) {
         if (ns == NS_ATTR)
-            cell = cell_in((PyObject *)sh, &sh->attrs, key);
+            cell = attr_cell_in(sh, key);
         else if (ns == NS_ITEM)
             cell = cell_in((PyObject *)sh, &sh->items, key);
         else {

@@ -19,7 +19,7 @@ from typing import Any
 
 from racecheck.engine import _native  # type: ignore[attr-defined]
 from racecheck.engine.clock import Token
-from racecheck.engine.detector import _AUDIT, _ITEM, _OP_CLASS, Detector
+from racecheck.engine.detector import _ATTR, _AUDIT, _ITEM, _OP_CLASS, Detector
 from racecheck.engine.stacks import BOUNDARY_FILES, PACKAGE_DIR, resolve
 
 _apply = _native.apply
@@ -101,7 +101,9 @@ class NativeDetector(Detector):
         place where the GIL can change hands while others wait on it: every thread of
         an object-creating program would queue there.)"""
         if cell is None:
-            if ns != _ITEM or type(key) is str or type(key) is int:
+            if ns == _ATTR:
+                cell = _cell_for(sh, ns, str(key))  # a str subclass name: as the reference
+            elif ns != _ITEM or type(key) is str or type(key) is int:
                 cell = _cell_for(sh, ns, key)
             else:
                 with self._stripes[(id(obj) >> 4) & 63]:

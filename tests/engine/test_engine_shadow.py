@@ -205,3 +205,19 @@ def test_sweep_releases_dead_cycles_of_held_objects():
     run_in_thread(d, lambda: d.write_attr(kept[0], "parent", F()), sync=False)
     d.write_attr(kept[0], "parent", F())
     assert len(d.races()) == 1  # the live node's history survived the sweep
+
+
+def test_many_attributes_and_equal_names_share_one_location():
+    """Past the first few attributes (the native core keeps those inline) and with a
+    name that is equal but not the same str object, each attribute is one location."""
+    d = Detector()
+    o = Obj()
+    names = [f"a{i}" for i in range(7)]
+    run_in_thread(d, lambda: [d.write_attr(o, n, F()) for n in names], sync=False)
+    same = "".join(["a", "6"])  # equal to names[6], another object
+    assert same == names[6] and same is not names[6]
+    d.write_attr(o, same, F())
+    d.write_attr(o, names[0], F())
+    assert sorted(r.current.location for r in d.races()) == ["Obj.a0", "Obj.a6"]
+    attrs = d._objs[id(o)].attrs
+    assert sorted(attrs) == sorted(names)
