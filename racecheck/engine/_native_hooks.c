@@ -56,7 +56,12 @@ static PyMutex dcache_mutex;
 
 /* The type's version tag, 0 when it has none that can be trusted. */
 static inline uint32_t type_tag(PyTypeObject *tp) {
+#if PY_VERSION_HEX < 0x030D0000
+    /* Before 3.13 a tag is valid only with this flag (a modified type keeps its stale
+     * tag and loses the flag); from 3.13 on the flag is unused and a modification sets
+     * the tag to 0. */
     if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
+#endif
     return __atomic_load_n(&tp->tp_version_tag, __ATOMIC_ACQUIRE);
 }
 

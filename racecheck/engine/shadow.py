@@ -285,7 +285,9 @@ class ShadowTable:
         strong = self._strong
         objs = self.objs
         released: list[object] = []
-        for key, sh in list(strong.items()):
+        # Copies: other threads insert into ``_strong`` without the lock (only deletes
+        # take it), and an allocation here can run code that lets them (a collection).
+        for key, sh in strong.copy().items():
             if _strong_refs(sh) <= baseline:
                 del strong[key]
                 objs.pop(key, None)
@@ -295,7 +297,7 @@ class ShadowTable:
         if strong:
             self._release_cycles_locked(released)
         if len(strong) > self._strong_cap:
-            for key in list(strong)[: len(strong) - self._strong_cap // 2]:
+            for key in list(strong.copy())[: len(strong) - self._strong_cap // 2]:
                 sh = strong.pop(key)
                 objs.pop(key, None)
                 released.append(sh.strong)
@@ -319,7 +321,7 @@ class ShadowTable:
         baseline = self._baseline
         by_obj: dict[int, int] = {}  # id(object) -> key in strong
         outside: dict[int, int] = {}
-        for key, sh in strong.items():
+        for key, sh in strong.copy().items():
             obj_id = id(sh.strong)
             by_obj[obj_id] = key
             outside[obj_id] = _strong_refs(sh) - baseline
@@ -371,7 +373,7 @@ class ShadowTable:
 
     def clear(self) -> None:
         with self._lock:
-            for sh in self._strong.values():
+            for sh in self._strong.copy().values():
                 sh.strong = None
             self._strong.clear()
             for sh in list(self.objs.values()):

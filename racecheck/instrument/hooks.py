@@ -26,7 +26,9 @@ Design rules, all for the per-access hot path:
   with or without the GIL.  A write or delete of a class attribute through instrumented
   code drops the cached decisions for that name (a new property changes the answer);
   writing a dunder such as ``__getattribute__`` or ``__bases__`` drops them all.
-  Changes to classes made by uninstrumented code after the first access are not seen.
+  Changes to classes made by uninstrumented code after the first access are not seen
+  by these Python hooks; the C hooks key their cache by the class's version tag, which
+  any change renews, and see them.
 
 What is and is not an access is documented in ``docs/memory-model.md`` terms in the
 module docstring of ``racecheck.instrument.rewrite``.
@@ -1205,19 +1207,18 @@ class PyModuleHooks(_HookMethods):
 
 
 def _decide(op: int, tp: type, name: str) -> int:
-    """The cached decision for ``(tp, name)`` and op 0 read / 1 write / 2 delete / 3
-    "pure load" (``rd2``), made if missing (the C hooks ask this on a miss of their own
-    cache)."""
-    table = _reads if op == 0 else _writes if op == 1 else _dels if op == 2 else _pure
-    try:
-        return table[name][id(tp)]
-    except KeyError:
-        pass
+    """The decision for ``(tp, name)`` and op 0 read / 1 write / 2 delete / 3 "pure
+    load" (``rd2``), made afresh: the C hooks ask this only when their own cache, keyed
+    by the class's version tag, has no answer for the class as it is now, so a class
+    changed by uninstrumented code since is decided again (the Python tables, which
+    only instrumented writes invalidate, could still hold the old answer)."""
     if op == 0:
         return _decide_read(tp, name)
     if op == 3:
         return _decide_pure(tp, name)
-    return _decide_write(tp, name, table, "__setattr__" if op == 1 else "__delattr__")
+    return _decide_write(
+        tp, name, _writes if op == 1 else _dels, "__setattr__" if op == 1 else "__delattr__"
+    )
 
 
 def _attr_slow(op: int, sink: AccessSink, obj: Any, name: str, kind: int, frame: Any) -> None:

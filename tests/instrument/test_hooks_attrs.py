@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from racecheck.instrument import hooks
 
 SOURCE = """
@@ -300,3 +302,54 @@ def test_no_sink_means_passthrough(load):
     o = m.Plain()
     m.bump(o)
     assert m.read(o) == 1
+
+
+def test_native_decision_cache_hits(sink, load, hook_class, monkeypatch):
+    """The C hooks answer "is obj.x an access?" from their version-tag cache: the Python
+    decision runs once per (class state, name), not once per access (on every Python:
+    3.13 stopped flagging valid version tags, which once disabled the cache there)."""
+    if hook_class is not getattr(hooks, "NativeModuleHooks", None):
+        pytest.skip("the C hooks' cache")
+    native = hooks._native
+    calls: list[tuple[int, str]] = []
+
+    def counting(op, tp, name):
+        calls.append((op, name))
+        return hooks._decide(op, tp, name)
+
+    def configure(decide):
+        native.hooks_configure(
+            decide,
+            hooks._attr_slow,
+            hooks._HookMethods.gi,
+            hooks._HookMethods.it,
+            hooks._HookMethods.gm,
+            hooks._HookMethods.si,
+            hooks.CONTAINER_METHODS,
+            hooks.deque,
+        )
+
+    m = load(SOURCE)
+
+    class Fresh(m.Plain):  # a class no earlier test cached
+        pass
+
+    f = Fresh()
+    sink.take()
+    configure(counting)
+    try:
+        for _ in range(50):
+            m.read(f)
+        assert calls.count((0, "x")) <= 2
+        assert sink.on(f) == [("read", "x")] * 50
+        # a class change (here by uninstrumented code) gives the class a new tag:
+        # decided again, and now not an access
+        Fresh.x = property(lambda self: 1)
+        calls.clear()
+        for _ in range(5):
+            m.read(f)
+        # (once more at most: a modified class may get its new tag only at its next lookup)
+        assert 1 <= calls.count((0, "x")) <= 2
+        assert sink.on(f) == []
+    finally:
+        configure(hooks._decide)
