@@ -221,3 +221,26 @@ def test_many_attributes_and_equal_names_share_one_location():
     assert sorted(r.current.location for r in d.races()) == ["Obj.a0", "Obj.a6"]
     attrs = d._objs[id(o)].attrs
     assert sorted(attrs) == sorted(names)
+
+
+def test_sweep_tolerates_inserts_while_it_runs(monkeypatch: pytest.MonkeyPatch):
+    """Other threads add strongly held objects without the table's lock; a sweep that
+    runs meanwhile (forced here: an insert from inside its loop) must not fail."""
+    from racecheck.engine import shadow
+
+    t = ShadowTable()
+    held = [[i] for i in range(50)]
+    for x in held:
+        t.get_or_create(x)
+    extra = [[i] for i in range(50)]
+    real = shadow._strong_refs
+
+    def inserting(sh: Any) -> int:
+        if extra:
+            t.get_or_create(extra.pop())  # as another thread would, mid-sweep
+        return real(sh)
+
+    monkeypatch.setattr(shadow, "_strong_refs", inserting)
+    t.sweep()  # raised "dictionary changed size during iteration" before
+    assert not extra
+    assert all(t.objs.get(id(x)) is not None for x in held)  # the live ones stay
