@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import types
 import weakref
 from types import ModuleType
 from typing import Any
@@ -186,6 +187,10 @@ _gc_callbacks: list[tuple[weakref.ref[Any], Any]] = []
 """(table, its gc callback), so dead tables' callbacks can be unregistered."""
 
 
+_NOT_ENTERED = (type, types.ModuleType, types.FunctionType, types.CodeType, types.FrameType)
+"""Live anyway (or not data): the cycle pass does not explore through them."""
+
+
 def _strong_refs(sh: ObjShadow) -> int:
     return sys.getrefcount(sh.strong)
 
@@ -306,42 +311,68 @@ class ShadowTable:
         return released
 
     def _release_cycles_locked(self, released: list[object]) -> None:
-        """Forget strongly held objects that only reference each other.
+        """Forget strongly held objects that only garbage references.
 
         Dead containers in a cycle (a parse tree's lists and the nodes pointing back at
-        their parent) each keep a reference from another one, so the refcount test
-        above never frees them, and CPython's collector cannot either while we hold
-        them.  This is that collector's own test restricted to what we hold: an object
-        is live if something outside the held set references it (its refcount minus
-        our reference and the references from other held objects is positive) or a live
-        held object does; the rest is unreachable garbage, released.  Wrongly keeping
-        one only costs memory; wrongly releasing one is impossible (a referenced object
-        is live) and would only lose history, never invent a race."""
+        their parent, possibly through ordinary weak-referenceable objects) each keep a
+        reference from another one, so the refcount test above never frees them, and
+        CPython's collector cannot either while we hold them.  This is that collector's
+        own test on the part of the heap reachable from what we hold (through data
+        objects only: classes, modules, functions and code are live anyway and are not
+        entered): an object is live if something outside that part references it (its
+        refcount exceeds the references counted inside it, ours included) or a live
+        object does; the held objects that are not live are released.  Keeping one
+        wrongly only costs memory.  Releasing a live one is possible only if another
+        thread moves references while the pass runs (it cannot stop the world); that
+        object then keeps living with a fresh shadow: lost history, a missed race at
+        worst, never an invented one (its id is not reused while it lives).  The part
+        explored is bounded; past the bound nothing is released."""
         strong = self._strong
-        baseline = self._baseline
-        by_obj: dict[int, int] = {}  # id(object) -> key in strong
-        outside: dict[int, int] = {}
+        held: dict[int, int] = {}  # id(object) -> key in strong
+        nodes: dict[int, Any] = {}  # id -> object: exactly one reference of ours each
         for key, sh in strong.copy().items():
-            obj_id = id(sh.strong)
-            by_obj[obj_id] = key
-            outside[obj_id] = _strong_refs(sh) - baseline
-        referents: dict[int, list[int]] = {}
-        for obj_id, key in by_obj.items():
-            inner = [id(r) for r in gc.get_referents(strong[key].strong)]
-            inner = [r for r in inner if r in outside]
-            referents[obj_id] = inner
-            for r in inner:
-                outside[r] -= 1
-        live = [obj_id for obj_id, n in outside.items() if n > 0]
+            obj = sh.strong
+            if obj is not None:
+                held[id(obj)] = key
+                nodes[id(obj)] = obj
+        obj = r = None  # no stray reference of ours may inflate a count below
+        limit = 8 * len(nodes) + 10_000
+        todo = list(nodes)
+        edges: dict[int, list[int]] = {}
+        while todo:
+            oid = todo.pop()
+            inner: list[int] = []
+            for r in gc.get_referents(nodes[oid]):
+                rid = id(r)
+                if rid not in nodes:
+                    if not gc.is_tracked(r) or isinstance(r, _NOT_ENTERED):
+                        continue
+                    if len(nodes) >= limit:
+                        return  # too much of the heap: keep everything this time
+                    nodes[rid] = r
+                    todo.append(rid)
+                inner.append(rid)
+            edges[oid] = inner
+        r = None
+        # References from outside: the refcount minus ours (the `nodes` entry, the
+        # shadow's for held ones, getrefcount's argument) minus those counted inside.
+        outside: dict[int, int] = {}
+        for oid in list(nodes):  # (the argument is the only temporary reference)
+            outside[oid] = sys.getrefcount(nodes[oid]) - 2 - (1 if oid in held else 0)
+        for inner in edges.values():
+            for rid in inner:
+                outside[rid] -= 1
+        live = [oid for oid, n in outside.items() if n > 0]
         seen = set(live)
         while live:
-            for r in referents[live.pop()]:
-                if r not in seen:
-                    seen.add(r)
-                    live.append(r)
+            for rid in edges[live.pop()]:
+                if rid not in seen:
+                    seen.add(rid)
+                    live.append(rid)
+        nodes.clear()
         objs = self.objs
-        for obj_id, key in by_obj.items():
-            if obj_id not in seen:
+        for oid, key in held.items():
+            if oid not in seen:
                 sh = strong.pop(key)
                 objs.pop(key, None)
                 released.append(sh.strong)
