@@ -244,3 +244,34 @@ def test_sweep_tolerates_inserts_while_it_runs(monkeypatch: pytest.MonkeyPatch):
     t.sweep()  # raised "dictionary changed size during iteration" before
     assert not extra
     assert all(t.objs.get(id(x)) is not None for x in held)  # the live ones stay
+
+
+def test_sweep_releases_dead_cycles_through_ordinary_objects():
+    """The cycle may pass through objects racecheck does not hold (a weak-referenceable
+    tree object between the held list and the held nodes)."""
+
+    class Node:
+        __slots__ = ("parent",)
+
+    class Tree:  # weak-referenceable: shadowed weakly, never held
+        def __init__(self) -> None:
+            self.children: list[Any] = []
+
+    d = Detector()
+
+    def tree() -> Tree:
+        t = Tree()
+        for _ in range(3):
+            n = Node()
+            n.parent = t  # node -> tree -> list -> node
+            t.children.append(n)
+            d.write_attr(n, "parent", F())
+        d.mutate(t.children, F())
+        return t
+
+    for _ in range(20):
+        tree()
+    kept = tree()
+    d.sweep()
+    assert d.stats()["shadow_strong"] == 4
+    assert all(d._objs.get(id(n)) is not None for n in kept.children)
