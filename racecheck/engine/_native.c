@@ -80,6 +80,18 @@ static inline int dict_getref(PyObject *d, PyObject *k, PyObject **out) {
 #endif
 }
 
+/* setdefault returning a new reference (3.13's PyDict_SetDefaultRef; before, a
+ * borrowed result increfed at once, which the GIL makes atomic). */
+static inline PyObject *dict_setdefault_ref(PyObject *d, PyObject *k, PyObject *v) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *out = NULL;
+    if (PyDict_SetDefaultRef(d, k, v, &out) < 0) return NULL;
+    return out;
+#else
+    return Py_XNewRef(PyDict_SetDefault(d, k, v));
+#endif
+}
+
 /* ---- VClock ------------------------------------------------------------------- */
 
 typedef struct {
@@ -540,13 +552,45 @@ static int same_epoch(Cell *cell, int cls, const TState *ts) {
     return hit;
 }
 
-static int add_race(PyObject **races, PyObject *meta) {
-    if (*races == NULL && (*races = PyList_New(0)) == NULL) return -1;
-    return PyList_Append(*races, meta ? meta : Py_None);
+/* The racing metas found under a stripe lock, collected with raw memory only: a Python
+ * list allocated there could start a collection whose finalisers reach this stripe
+ * again (3.11 collects on allocation).  The list is built after the unlock. */
+typedef struct {
+    PyObject **v;
+    Py_ssize_t n, cap;
+} RaceBuf;
+
+static int add_race(RaceBuf *rb, PyObject *meta) {
+    if (rb->n == rb->cap) {
+        Py_ssize_t cap = rb->cap ? rb->cap * 2 : 4;
+        PyObject **v = PyMem_RawRealloc(rb->v, (size_t)cap * sizeof(PyObject *));
+        if (v == NULL) return -1;
+        rb->v = v;
+        rb->cap = cap;
+    }
+    rb->v[rb->n++] = Py_NewRef(meta ? meta : Py_None);
+    return 0;
+}
+
+/* After the unlock: the list of racing metas (None if none), consuming the buffer. */
+static PyObject *race_list(RaceBuf *rb, int err) {
+    PyObject *out = NULL;
+    if (!err && rb->n > 0 && (out = PyList_New(rb->n)) != NULL) {
+        for (Py_ssize_t i = 0; i < rb->n; i++) PyList_SET_ITEM(out, i, rb->v[i]);
+        rb->n = 0;
+    }
+    for (Py_ssize_t i = 0; i < rb->n; i++) Py_DECREF(rb->v[i]);
+    PyMem_RawFree(rb->v);
+    if (err) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
+    }
+    if (out == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
+    return out;
 }
 
 /* Append the meta of every access in x (epoch or shared set) not ordered before vc. */
-static int check(int64_t x, PyObject *xm, Shared *s, const VClock *vc, PyObject **races) {
+static int check(int64_t x, PyObject *xm, Shared *s, const VClock *vc, RaceBuf *races) {
     if (x == 0) return 0;
     if (x != SHARED) return ordered(x, vc) ? 0 : add_race(races, xm);
     for (Py_ssize_t k = 0; k < s->count; k++) {
@@ -584,7 +628,7 @@ static int add_access(Cell *cell, int is_m, const TState *ts, PyObject *meta) {
 
 /* FastTrack for one access; returns a new list of racing metas, or None. */
 static PyObject *apply_rules(Cell *cell, int cls, const TState *ts, PyObject *meta) {
-    PyObject *races = NULL;
+    RaceBuf races = {NULL, 0, 0};
     int err = 0;
     const VClock *vc = ts->vc;
     int64_t epoch = ts->epoch;
@@ -622,12 +666,7 @@ static PyObject *apply_rules(Cell *cell, int cls, const TState *ts, PyObject *me
     if (!err) err |= add_access(cell, is_m, ts, meta);
 done:
     STRIPE_UNLOCK(i);
-    if (err) {
-        Py_XDECREF(races);
-        return NULL;
-    }
-    if (races == NULL) Py_RETURN_NONE;
-    return races;
+    return race_list(&races, err);
 }
 
 static int parse_rule_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
@@ -710,18 +749,34 @@ static void Shadow_dealloc(Shadow *self) {
 /* Python's view of the attribute cells: a fresh dict (reports and tests read it; the
  * engine's own writes go through attr_cell_for).  Setting it sets the overflow dict. */
 static PyObject *Shadow_get_attrs(Shadow *self, void *Py_UNUSED(c)) {
-    InlineAttrs *in = self->inl;
-    PyObject *overflow = self->attrs;
-    if (in == NULL && (overflow == NULL || overflow == Py_None)) Py_RETURN_NONE;
-    PyObject *out = PyDict_New();
-    if (out == NULL) return NULL;
-    for (int i = 0; in != NULL && i < INLINE_ATTRS && in->name[i] != NULL; i++)
-        if (PyDict_SetItem(out, in->name[i], in->cell[i]) < 0) goto fail;
-    if (overflow != NULL && overflow != Py_None && PyDict_Update(out, overflow) < 0) goto fail;
+    PyObject *names[INLINE_ATTRS], *cells[INLINE_ATTRS], *overflow;
+    int n = 0;
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(self);
+#endif
+    for (; self->inl != NULL && n < INLINE_ATTRS && self->inl->name[n] != NULL; n++) {
+        names[n] = Py_NewRef(self->inl->name[n]);
+        cells[n] = Py_NewRef(self->inl->cell[n]);
+    }
+    overflow = Py_XNewRef(self->attrs);
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    PyObject *out = NULL;
+    if (n == 0 && (overflow == NULL || overflow == Py_None)) {
+        out = Py_NewRef(Py_None);
+    } else if ((out = PyDict_New()) != NULL) {
+        for (int i = 0; i < n; i++)
+            if (PyDict_SetItem(out, names[i], cells[i]) < 0) Py_CLEAR(out);
+        if (out != NULL && overflow != NULL && overflow != Py_None && PyDict_Update(out, overflow) < 0)
+            Py_CLEAR(out);
+    }
+    for (int i = 0; i < n; i++) {
+        Py_DECREF(names[i]);
+        Py_DECREF(cells[i]);
+    }
+    Py_XDECREF(overflow);
     return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 
 static int Shadow_set_attrs(Shadow *self, PyObject *value, void *Py_UNUSED(c)) {
@@ -956,8 +1011,7 @@ static PyObject *attr_cell_for(Shadow *sh, PyObject *name) {
     if (full) { /* the slots never empty: the overflow dict is the only other place */
         PyObject *d = shadow_dict(sh, &sh->attrs);
         if (d != NULL) {
-            cell = PyDict_SetDefault(d, name, fresh); /* borrowed */
-            Py_XINCREF(cell);
+            cell = dict_setdefault_ref(d, name, fresh);
             Py_DECREF(d);
         }
     }
@@ -1015,8 +1069,7 @@ static PyObject *py_cell_for(PyObject *mod, PyObject *const *args, Py_ssize_t na
             Py_DECREF(d);
             return NULL;
         }
-        PyObject *cell = PyDict_SetDefault(d, key, fresh); /* borrowed */
-        Py_XINCREF(cell);
+        PyObject *cell = dict_setdefault_ref(d, key, fresh);
         Py_DECREF(fresh);
         Py_DECREF(d);
         return cell;
@@ -1044,6 +1097,16 @@ static PyObject *py_cell_for(PyObject *mod, PyObject *const *args, Py_ssize_t na
     Py_END_CRITICAL_SECTION();
 #endif
     return cell;
+}
+
+/* items_dict(shadow): the shadow's items dict, created atomically if absent (so the
+ * reference's locked path and the C path agree on one dict). */
+static PyObject *py_items_dict(PyObject *mod, PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &Shadow_Type)) {
+        PyErr_SetString(PyExc_TypeError, "items_dict(shadow)");
+        return NULL;
+    }
+    return shadow_dict((Shadow *)arg, &((Shadow *)arg)->items);
 }
 
 static PyObject *go_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject *key, int cls,
@@ -1105,8 +1168,7 @@ static PyObject *c_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject 
     PyObject *fresh = PyTuple_Pack(3, op, sid_obj, ts->rec ? ts->rec : Py_None);
     Py_DECREF(sid_obj);
     if (fresh == NULL) goto fail;
-    meta = PyDict_SetDefault(core->metas, fresh, fresh); /* borrowed */
-    Py_XINCREF(meta);
+    meta = dict_setdefault_ref(core->metas, fresh, fresh);
     Py_DECREF(fresh);
     if (meta == NULL) goto fail;
     if (PyDict_GET_SIZE(core->metas) > METAS_MAX) PyDict_Clear(core->metas);
@@ -1373,6 +1435,8 @@ static PyMethodDef module_methods[] = {
      "apply(cell, cls, ts, meta) -> list of racing metas or None: FastTrack for one access."},
     {"same_epoch", (PyCFunction)(void (*)(void))py_same_epoch, METH_FASTCALL,
      "same_epoch(cell, cls, ts) -> bool: the access is redundant in this epoch."},
+    {"items_dict", (PyCFunction)py_items_dict, METH_O,
+     "items_dict(shadow): its items dict, created atomically if absent."},
     {"cell_for", (PyCFunction)(void (*)(void))py_cell_for, METH_FASTCALL,
      "cell_for(shadow, ns, key): the location's Cell, created atomically if absent."},
     {"hooks_install", (PyCFunction)(void (*)(void))py_hooks_install, METH_FASTCALL,

@@ -25,6 +25,7 @@ from racecheck.engine.stacks import BOUNDARY_FILES, PACKAGE_DIR, resolve
 _apply = _native.apply
 _same_epoch = _native.same_epoch
 _cell_for = _native.cell_for
+_items_dict = _native.items_dict
 
 
 class NativeDetector(Detector):
@@ -106,6 +107,7 @@ class NativeDetector(Detector):
             elif ns != _ITEM or type(key) is str or type(key) is int:
                 cell = _cell_for(sh, ns, key)
             else:
+                _items_dict(sh)  # the one items dict, made atomically (C may make it too)
                 with self._stripes[(id(obj) >> 4) & 63]:
                     cell = self._cell_locked(sh, ns, key)
         result: list[Any] | None = _apply(cell, cls, ts, meta)

@@ -43,6 +43,8 @@ class _Loader:
         if module.__spec__ is not None:
             module.__spec__.loader = self._real
         self._real.exec_module(module)
+        if sys.modules.get(self._name) is not module:
+            return  # a module built by hand from the spec, not the import: keep waiting
         with _lock:
             callbacks = _waiting.pop(self._name, [])
         _run(callbacks, module)
@@ -79,8 +81,16 @@ _finder = _Finder()
 
 
 def _run(callbacks: list[Callback], module: ModuleType) -> None:
+    """Run the patches; a failing one is reported, never raised into the program's
+    import (which would change what the program does)."""
     for callback in callbacks:
-        callback(module)
+        try:
+            callback(module)
+        except Exception as exc:  # pragma: no cover - a bug of ours, made visible
+            sys.stderr.write(
+                f"racecheck: internal error patching {module.__name__}: "
+                f"{type(exc).__name__}: {exc}\n"
+            )
 
 
 def when_imported(name: str, callback: Callback) -> None:

@@ -139,7 +139,8 @@ class _PerThread(_thread._local):
         self.busy = False
         # Guards ``held``: its own thread changes it without the checker's lock (the
         # fast paths), another thread only to drop a Lock it released for this one.
-        self.mutex = allocate_lock()
+        # Re-entrant: a signal handler run inside a section may take a lock too.
+        self.mutex = _thread.RLock()
 
 
 class LockOrderChecker:
@@ -194,12 +195,14 @@ class LockOrderChecker:
             # holds a lock while it allocates, so a finaliser re-entering is harmless.
             node = self._nodes.get(id(lock))
             if node is not None and node.ref is not None and node.ref() is lock:
-                frame = sys._getframe(depth + 1)
-                code = frame.f_code
-                if is_internal_file(code.co_filename):
+                try:
+                    frame = sys._getframe(depth + 1)
+                except ValueError:  # called from C with no Python caller above
+                    frame = None
+                if frame is None or is_internal_file(frame.f_code.co_filename):
                     site: Site | _LazySite = _lazy_site(depth + 1)
                 else:
-                    site = _LazySite(code, frame.f_lasti)
+                    site = _LazySite(frame.f_code, frame.f_lasti)
                 del frame
                 entry = _Held(node.serial, site)
                 with state.mutex:

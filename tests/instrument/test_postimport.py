@@ -86,3 +86,26 @@ def test_asyncio_imported_after_enable_gets_its_edge() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_a_module_built_by_hand_from_the_spec_does_not_use_up_the_patch(
+    fresh_module: str,
+) -> None:
+    import importlib.util
+
+    seen: list[object] = []
+
+    def patch(module: ModuleType) -> None:
+        seen.append(module)
+
+    postimport.when_imported(fresh_module, patch)
+    try:
+        spec = importlib.util.find_spec(fresh_module)
+        assert spec is not None and spec.loader is not None
+        by_hand = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(by_hand)
+        assert seen == []  # not the imported module
+        real = __import__(fresh_module)
+        assert seen == [real]
+    finally:
+        postimport.cancel(patch)
