@@ -110,7 +110,7 @@ static void dcache_put(uint32_t tag, PyObject *name, int op, int kind) {
 /* ---- configuration: the Python reference functions, and the installed sink ------- */
 
 /* Set once by hooks.py at import (configure()); never changed afterwards. */
-static PyObject *py_decide;     /* _decide(op, tp, name) -> kind */
+static PyObject *py_decide;     /* _decide(op, tp, name, fresh) -> kind */
 static PyObject *py_attr_slow;  /* _attr_slow(op, sink, obj, name, kind, frame) */
 static PyObject *py_gi;         /* _PyHookMethods.gi(self, c, key) */
 static PyObject *py_it;         /* _PyHookMethods.it(self, c) */
@@ -245,13 +245,22 @@ static int sink_call(PyObject *st, int m, PyObject *obj, PyObject *key) {
 /* The decision for (type(obj), name, op): cached, else asked of hooks._decide. */
 static int decide(PyObject *obj, PyObject *name, int op) {
     PyTypeObject *tp = Py_TYPE(obj);
-    uint32_t tag = PyUnicode_CheckExact(name) ? type_tag(tp) : 0;
+    uint32_t tag = 0;
+    if (PyUnicode_CheckExact(name)) {
+        tag = type_tag(tp);
+        if (tag == 0) { /* a class just modified gets its new tag at its next lookup */
+            (void)_PyType_Lookup(tp, name);
+            tag = type_tag(tp);
+        }
+    }
     if (tag != 0) {
         int kind = dcache_get(tag, name, op);
         if (kind != KIND_UNKNOWN) return kind;
     }
-    PyObject *args[3] = {op_codes[op], (PyObject *)tp, name};
-    PyObject *res = PyObject_Vectorcall(py_decide, args, 3, NULL);
+    /* fresh: a miss of a valid tag (decide anew); without a tag the Python tables may
+     * answer (a class past CPython's tag budget would otherwise be decided per access). */
+    PyObject *args[4] = {op_codes[op], (PyObject *)tp, name, tag != 0 ? Py_True : Py_False};
+    PyObject *res = PyObject_Vectorcall(py_decide, args, 4, NULL);
     if (res == NULL) return -1;
     long kind = PyLong_AsLong(res);
     Py_DECREF(res);

@@ -1206,19 +1206,25 @@ class PyModuleHooks(_HookMethods):
         self.module = module
 
 
-def _decide(op: int, tp: type, name: str) -> int:
+def _decide(op: int, tp: type, name: str, fresh: bool = True) -> int:
     """The decision for ``(tp, name)`` and op 0 read / 1 write / 2 delete / 3 "pure
-    load" (``rd2``), made afresh: the C hooks ask this only when their own cache, keyed
-    by the class's version tag, has no answer for the class as it is now, so a class
-    changed by uninstrumented code since is decided again (the Python tables, which
-    only instrumented writes invalidate, could still hold the old answer)."""
+    load" (``rd2``), for the C hooks.  ``fresh``: their own cache, keyed by the class's
+    version tag, missed for the class as it is now, so it is decided anew (a class
+    changed by uninstrumented code since is decided again; the Python tables, which only
+    instrumented writes invalidate, could still hold the old answer).  Not fresh: the
+    class has no version tag (CPython stops issuing them to a class modified ~1000
+    times), so the C hooks ask on every access and the Python tables answer first."""
+    table = _reads if op == 0 else _writes if op == 1 else _dels if op == 2 else _pure
+    if not fresh:
+        try:
+            return table[name][id(tp)]
+        except KeyError:
+            pass
     if op == 0:
         return _decide_read(tp, name)
     if op == 3:
         return _decide_pure(tp, name)
-    return _decide_write(
-        tp, name, _writes if op == 1 else _dels, "__setattr__" if op == 1 else "__delattr__"
-    )
+    return _decide_write(tp, name, table, "__setattr__" if op == 1 else "__delattr__")
 
 
 def _attr_slow(op: int, sink: AccessSink, obj: Any, name: str, kind: int, frame: Any) -> None:
