@@ -854,7 +854,8 @@ static uint64_t next_serial = 1;
 
 static PyObject *str_ts, *ops[3], *op_mutate, *op_iterate, *ns_objs[3], *cls_objs[3];
 
-static inline uint64_t tstate_id(void) { return PyThreadState_GetID(PyThreadState_Get()); }
+/* The calling thread's state id (the public struct field: one call fewer per access). */
+static inline uint64_t tstate_id(void) { return PyThreadState_Get()->id; }
 
 static void cache_set(uint64_t serial, TState *ts) {
     cache_ts = ts;
