@@ -45,6 +45,7 @@ from types import CodeType, ModuleType
 import racecheck
 from racecheck._rawsync import allocate_lock, get_ident
 from racecheck.instrument import hooks as _hooks_module
+from racecheck.instrument import postimport
 from racecheck.instrument import rewrite as _rewrite_module
 
 _VENV_DIRS = frozenset({".venv", "venv", ".tox", ".nox", "site-packages", "dist-packages"})
@@ -326,7 +327,8 @@ def install(
             sys.meta_path.remove(_finder)
         _finder = RewritingFinder(selection)
         sys.meta_path.insert(0, _finder)
-        return _finder
+    postimport.keep_first()  # its patches apply to rewritten modules too
+    return _finder
 
 
 def uninstall() -> None:

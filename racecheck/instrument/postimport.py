@@ -114,6 +114,16 @@ def when_imported(name: str, callback: Callback) -> None:
             callback(module)
 
 
+def keep_first() -> None:
+    """Move the finder back in front of ``sys.meta_path`` if something was inserted
+    before it (racecheck's own rewriting finder is, after start-up): a finder in front
+    that claims a waiting module would bypass the patch.  Ours asks the others anyway."""
+    with _lock:
+        if _finder in sys.meta_path and sys.meta_path[0] is not _finder:
+            sys.meta_path.remove(_finder)
+            sys.meta_path.insert(0, _finder)
+
+
 def cancel(callback: Callback) -> None:
     """Forget ``callback`` wherever it waits; drops the finder when nothing waits."""
     with _lock:

@@ -24,15 +24,17 @@ by a subclass doing the same; queues made before that are not seen.
 
 from __future__ import annotations
 
+import _thread
 import queue
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from racecheck._rawsync import allocate_lock
 from racecheck.instrument.stdlib_common import ObjectTokens, Patcher
 from racecheck.sync import events
 
-_lock = allocate_lock()
+_lock = _thread.RLock()
+"""Re-entrant: a collection inside a section (an allocation) can run a finaliser that
+puts into a queue, which takes it again."""
 _pending: WeakKeyDictionary[Any, dict[int, Any]] = WeakKeyDictionary()
 """queue -> id(item) -> its put's token, or [token, count] when the same object is
 pending more than once"""

@@ -109,3 +109,27 @@ def test_a_module_built_by_hand_from_the_spec_does_not_use_up_the_patch(
         assert seen == [real]
     finally:
         postimport.cancel(patch)
+
+
+def test_the_finder_stays_in_front_of_racecheck_s_rewriting_finder(fresh_module: str) -> None:
+    """The rewriting finder is installed after the stdlib patches and inserts itself at
+    the front; a patch waiting for a module it rewrites must still run."""
+    from racecheck.instrument import importhook
+
+    seen: list[object] = []
+
+    def patch(module: ModuleType) -> None:
+        seen.append(module)
+
+    postimport.when_imported(fresh_module, patch)
+    try:
+        importhook.install(include=[fresh_module])
+        try:
+            assert type(sys.meta_path[0]).__name__ == "_Finder"
+            module = __import__(fresh_module)
+            assert seen == [module]
+            assert hasattr(module, "__rc__")  # rewritten as well
+        finally:
+            importhook.uninstall()
+    finally:
+        postimport.cancel(patch)
