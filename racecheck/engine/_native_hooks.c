@@ -11,16 +11,17 @@
  *   - when the installed sink is the native Core, an access goes straight to do_access()
  *     (thread state from a C thread-local, shadow lookup, same-epoch test) with no
  *     Python call at all on the common path;
- *   - "is obj.name a memory access?" (and rd2's "does loading it run Python code?") is answered from a C cache keyed by the type's
- *     version tag and the attribute name.  CPython gives a type a new tag whenever the
- *     type or one of its bases is modified, and never reuses tags, so a (tag, name) hit is
- *     the decision for this exact state of the class.  A miss asks the Python decision
- *     function (hooks._decide), whose answer is stored.  Types without a valid tag are
- *     never cached.  The cache is a seqlock-per-entry table: readers never lock, writers
- *     take one mutex (rare: once per (class state, name)).
+ *   - "is obj.name a memory access?" (and rd2's "does loading it run Python code?") is
+ *     answered from a C cache keyed by the type's version tag and the attribute name.
+ *     CPython gives a type a new tag whenever the type or one of its bases is modified,
+ *     and never reuses tags, so a (tag, name) hit is the decision for this exact state of
+ *     the class.  A miss asks the Python decision function (hooks._decide), whose answer
+ *     is stored.  Types without a valid tag are never cached (the Python tables answer).
+ *     The cache is a seqlock-per-entry table: readers never lock; writers (rare: once per
+ *     (class state, name)) take one mutex on free-threaded builds, none under the GIL.
  *
  * Anything these hooks do not handle natively (class, module and __getattr__ kinds,
- * containers other than exact dict/list/set/deque, slices, odd keys) is passed to the
+ * containers other than exact dict/list/set, slices, odd keys) is passed to the
  * Python reference implementation, so there is one definition of what is an access.
  */
 
