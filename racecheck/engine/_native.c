@@ -1020,25 +1020,29 @@ static PyObject *attr_cell_for(Shadow *sh, PyObject *name) {
     return cell;
 }
 
+/* Store `fresh` in a Shadow field that is still unset (NULL or None), atomically; the
+ * field's value, new reference (ours, or one another thread stored first). */
+static PyObject *field_set_once(Shadow *sh, PyObject **slot, PyObject *fresh) {
+    PyObject *out;
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(sh);
+#endif
+    if (*slot == NULL || *slot == Py_None) Py_XSETREF(*slot, Py_NewRef(fresh));
+    out = Py_NewRef(*slot);
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    return out;
+}
+
 /* A dict field of a Shadow (attrs/items), created if absent; new reference. */
 static PyObject *shadow_dict(Shadow *sh, PyObject **slot) {
     PyObject *d = field_ref((PyObject *)sh, slot);
     if (d != NULL) return d;
     PyObject *fresh = PyDict_New();
     if (fresh == NULL) return NULL;
-#ifdef Py_GIL_DISABLED
-    Py_BEGIN_CRITICAL_SECTION(sh);
-#endif
-    if (*slot == NULL || *slot == Py_None) {
-        Py_XSETREF(*slot, Py_NewRef(fresh));
-        d = fresh;
-    } else {
-        d = Py_NewRef(*slot);
-        Py_DECREF(fresh);
-    }
-#ifdef Py_GIL_DISABLED
-    Py_END_CRITICAL_SECTION();
-#endif
+    d = field_set_once(sh, slot, fresh);
+    Py_DECREF(fresh);
     return d;
 }
 
@@ -1084,19 +1088,8 @@ static PyObject *py_cell_for(PyObject *mod, PyObject *const *args, Py_ssize_t na
     if (cell != NULL) return cell;
     PyObject *fresh = Cell_new(&Cell_Type, NULL, NULL);
     if (fresh == NULL) return NULL;
-#ifdef Py_GIL_DISABLED
-    Py_BEGIN_CRITICAL_SECTION(sh);
-#endif
-    if (*slot == NULL || *slot == Py_None) {
-        Py_XSETREF(*slot, Py_NewRef(fresh));
-        cell = fresh;
-    } else {
-        cell = Py_NewRef(*slot);
-        Py_DECREF(fresh);
-    }
-#ifdef Py_GIL_DISABLED
-    Py_END_CRITICAL_SECTION();
-#endif
+    cell = field_set_once(sh, slot, fresh);
+    Py_DECREF(fresh);
     return cell;
 }
 
@@ -1125,6 +1118,16 @@ static PyObject *go_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject
 
 #define METAS_MAX (1 << 16) /* as detector._METAS_MAX */
 
+/* The existing cell of a location (attribute: exact str name; item: str/int key; whole
+ * object), new reference or NULL (no error). */
+static Cell *cell_of(Shadow *sh, int ns, PyObject *key) {
+    if (ns == NS_ATTR) return attr_cell_in(sh, key);
+    if (ns == NS_ITEM) return cell_in((PyObject *)sh, &sh->items, key);
+    Cell *cell = (Cell *)field_ref((PyObject *)sh, &sh->whole);
+    if (cell != NULL && !PyObject_TypeCheck(cell, &Cell_Type)) Py_CLEAR(cell);
+    return cell;
+}
+
 /* The detector's _slow in C, for attributes, str/int item keys and whole objects:
  * shadow (created through the ShadowTable if new), cell, same-epoch re-check, stack
  * id, interned meta, FastTrack's rules; a race is handed to the detector's Python
@@ -1146,12 +1149,7 @@ static PyObject *c_slow(Core *core, TState *ts, PyObject *obj, int ns, PyObject 
             goto fail;
         }
         sh = (Shadow *)made;
-        if (ns == NS_ATTR) cell = attr_cell_in(sh, key);
-        else if (ns == NS_ITEM) cell = cell_in((PyObject *)sh, &sh->items, key);
-        else {
-            cell = (Cell *)field_ref((PyObject *)sh, &sh->whole);
-            if (cell != NULL && !PyObject_TypeCheck(cell, &Cell_Type)) Py_CLEAR(cell);
-        }
+        cell = cell_of(sh, ns, key);
         if (cell != NULL && same_epoch(cell, cls, ts)) {
             ts->busy = 0;
             res = Py_NewRef(Py_None);
@@ -1215,14 +1213,7 @@ static PyObject *do_access(Core *core, PyObject *obj, int ns, PyObject *key, int
     Shadow *sh = shadow_of(core, obj);
     Cell *cell = NULL;
     if (sh != NULL) {
-        if (ns == NS_ATTR)
-            cell = attr_cell_in(sh, key);
-        else if (ns == NS_ITEM)
-            cell = cell_in((PyObject *)sh, &sh->items, key);
-        else {
-            cell = (Cell *)field_ref((PyObject *)sh, &sh->whole);
-            if (cell != NULL && !PyObject_TypeCheck(cell, &Cell_Type)) Py_CLEAR(cell);
-        }
+        cell = cell_of(sh, ns, key);
         if (cell != NULL && same_epoch(cell, cls, ts)) {
             Py_DECREF(cell);
             Py_DECREF(sh);
