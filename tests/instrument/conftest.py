@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,20 @@ def load(tmp_path: Path):
     yield _load
     for name in created:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def eng() -> Iterator[Any]:
+    """A vector-clock fake engine receiving the edges of the patched stdlib (modules
+    needing another setup define their own ``eng``)."""
+    from test_stdlib_vc import VCEngine
+
+    from racecheck.instrument import stdlib
+    from racecheck.sync import events
+
+    engine = VCEngine()
+    events.set_happens_before(engine)
+    stdlib.install(engine)
+    yield engine
+    stdlib.uninstall()
+    events.set_happens_before(None)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from test_stdlib_vc import Signal, VCEngine, start_raw
+from test_stdlib_vc import Signal, VCEngine, one_after_another, start_raw
 
 from racecheck.instrument import hooks, stdlib
 from racecheck.sync import events
@@ -130,20 +130,6 @@ def det() -> Iterator[Any]:
     events.set_happens_before(None)
 
 
-@pytest.fixture
-def eng() -> Iterator[VCEngine]:
-    engine = VCEngine()
-    events.set_happens_before(engine)
-    stdlib.install(engine)
-    yield engine
-    stdlib.uninstall()
-    events.set_happens_before(None)
-
-
-def one_after_another(*fns: Callable[[], object]) -> None:
-    """Run each fn in its own invisible thread, strictly in order, adding no edge."""
-    for fn in fns:
-        start_raw(fn).wait(T)
 
 
 def make(kind: str) -> Any:

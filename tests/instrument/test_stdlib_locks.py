@@ -16,12 +16,12 @@ import pickle
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_stdlib_vc import Signal, VCEngine, start_raw
+from test_stdlib_vc import Signal, VCEngine, one_after_another, start_raw
 
 from racecheck.instrument import stdlib
 from racecheck.instrument.stdlib_common import RAW_LOCK_TYPES
@@ -94,20 +94,6 @@ def fakelib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         sys.modules.pop("rc_fakelib", None)
 
 
-@pytest.fixture
-def eng() -> Iterator[VCEngine]:
-    engine = VCEngine()
-    events.set_happens_before(engine)
-    stdlib.install(engine)
-    yield engine
-    stdlib.uninstall()
-    events.set_happens_before(None)
-
-
-def one_after_another(*fns: Callable[[], object]) -> None:
-    """Run each fn in its own invisible thread, strictly in order, adding no edge."""
-    for fn in fns:
-        start_raw(fn).wait(T)
 
 
 # --- the reviewer's repro, against the real detector ----------------------------------
